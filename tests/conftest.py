@@ -1,0 +1,27 @@
+"""Test-session setup: two logical CPU devices, quiet logs, fixed seeds.
+
+The CPU is split into two logical devices before TensorFlow initializes any, so that
+MirroredStrategy tests can run two replicas on a machine without GPUs.
+"""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+import pytest  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+_cpus = tf.config.list_physical_devices("CPU")
+tf.config.set_logical_device_configuration(
+    _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data")
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+  keras.utils.set_random_seed(1234)
+  yield

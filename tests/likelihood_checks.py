@@ -1,0 +1,110 @@
+"""Checks every autoregressive model must pass; model test files call these.
+
+- `causality_leaks`: the gradient of the parameters of subpixel t with respect to the
+  input is exactly zero at t and at every later subpixel (raster, then channel order).
+- `total_probability`: exp(log p(x)) summed over every image of a tiny shape is 1.
+- `sample_frequencies`: the sampler draws images at the rate exp(log p(x)).
+
+Glossary of tensor shapes: B batch, H/W height/width, C colours, P params per pixel,
+T = H*W*C subpixels.
+"""
+
+import itertools
+
+import numpy as np
+import tensorflow as tf
+
+
+def randomize(model, seed=0, scale=1.0):
+  """Adds Gaussian noise to every weight, biases included.
+
+  Fresh models have zero biases and near-uniform outputs; noise makes probabilities far
+  from uniform (normalization tests bite) and keeps ReLUs from being dead by chance
+  (causality tests see every real dependence).
+  """
+  rng = np.random.default_rng(seed)
+
+  def std(w):  # He-style: unit-scale activations, so logits stay of order one.
+    return scale / np.sqrt(np.prod(w.shape[:-1])) if w.ndim > 1 else scale
+
+  model.set_weights([w + rng.normal(0, std(w), w.shape) for w in model.get_weights()])
+  return model
+
+
+def _params_of_subpixel(model, params, t):
+  """The parameters that drive subpixel t (a channel's slice for channel-major heads)."""
+  _, w, c = model.image_shape
+  i, j, ch = t // (w * c), (t // c) % w, t % c
+  per_channel = params.shape[-1] // c
+  return params[i, j, ch * per_channel:(ch + 1) * per_channel]
+
+
+def input_gradients(model, images, labels=None):
+  """Gradient of each subpixel's parameters w.r.t. every input subpixel.
+
+  The image is replicated T times; copy t differentiates only subpixel t's parameters,
+  so one backward pass gives all T gradients (copies do not interact).
+
+  Returns:
+    numpy `[T, T]`: entry [t, s] is the summed |gradient| of the params of subpixel t
+    with respect to input subpixel s (flattened in generation order).
+  """
+  h, w, c = model.image_shape
+  num = h * w * c
+  x = tf.cast(tf.repeat(tf.convert_to_tensor(images)[None], num, axis=0), tf.float32)
+  inputs_labels = None if labels is None else tf.fill([num], labels)
+  with tf.GradientTape() as tape:
+    tape.watch(x)
+    inputs = {"image": x} if inputs_labels is None else {"image": x, "label": inputs_labels}
+    params = model(inputs, training=False)  # [T, H, W, P]
+    # Random weights per parameter, so no cancellation can hide a dependence.
+    target = tf.add_n([
+        tf.reduce_sum(_params_of_subpixel(model, params[t], t) *
+                      tf.random.stateless_normal([params.shape[-1] // c], seed=[t, 7]))
+        for t in range(num)])
+  grads = tape.gradient(target, x)  # [T, H, W, C]
+  return np.abs(grads.numpy().reshape(num, num))
+
+
+def causality_leaks(model, images, labels=None):
+  """Pairs (t, s) with s >= t where subpixel t's params depend on input subpixel s."""
+  g = input_gradients(model, images, labels)
+  t_idx, s_idx = np.nonzero(np.triu(g) != 0.0)  # upper triangle incl. diagonal: s >= t
+  return list(zip(t_idx.tolist(), s_idx.tolist()))
+
+
+def all_images(image_shape, num_levels):
+  """Every image of `image_shape` with `num_levels` levels: int32 `[K**T, H, W, C]`."""
+  num = int(np.prod(image_shape))
+  grid = np.array(list(itertools.product(range(num_levels), repeat=num)), np.int32)
+  return grid.reshape((-1,) + tuple(image_shape))
+
+
+def total_probability(model, labels=None):
+  """sum_x p(x) over all images of the model's (tiny) shape, in float64."""
+  images = all_images(model.image_shape, model.num_levels)
+  lab = None if labels is None else np.full(len(images), labels, np.int32)
+  log_p = model.log_prob(images, lab).numpy().astype(np.float64)
+  return float(np.exp(log_p).sum())
+
+
+def sample_frequencies(model, num, seed, labels=None):
+  """Total variation between the sampler's empirical frequencies and exp(log p).
+
+  Returns:
+    (tv, tv_bound): the observed distance and a bound it should stay under for a
+    correct sampler (5 standard deviations of the multinomial noise, roughly).
+  """
+  images = all_images(model.image_shape, model.num_levels)
+  lab = None if labels is None else np.full(len(images), labels, np.int32)
+  p = np.exp(model.log_prob(images, lab).numpy().astype(np.float64))
+  samples = model.sample(num, seed=seed,
+                         labels=None if labels is None else np.full(num, labels)).numpy()
+  flat = samples.reshape(num, -1)
+  index = np.zeros(num, np.int64)
+  for col in range(flat.shape[1]):
+    index = index * model.num_levels + flat[:, col]
+  freq = np.bincount(index, minlength=len(images)) / num
+  tv = 0.5 * np.abs(freq - p).sum()
+  bound = 0.5 * 5 * np.sqrt(p * (1 - p) / num).sum()
+  return tv, bound

@@ -1,0 +1,196 @@
+"""PixelCNN: causality, normalization, sampling, training, serialization, API errors."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import likelihood_checks as checks
+from tfgen import layers
+from tfgen import models
+
+TINY = dict(hidden_dim=6, num_blocks=2, output_dim=12, input_kernel_size=3)
+
+
+def _random_images(model, seed=0):
+  rng = np.random.default_rng(seed)
+  return rng.integers(0, model.num_levels, model.image_shape).astype(np.int32)
+
+
+@pytest.mark.parametrize("shape,levels", [((5, 5, 1), 4), ((4, 4, 3), 4)])
+def test_causality(shape, levels):
+  model = checks.randomize(models.build("pixelcnn", shape, levels, **TINY))
+  x = _random_images(model)
+  assert checks.causality_leaks(model, x) == []
+  # Not vacuous: each subpixel depends on its predecessor in the same row (summed over
+  # a few inputs, since a ReLU can be inactive at one input by chance).
+  g = sum(checks.input_gradients(model, _random_images(model, seed)) for seed in range(3))
+  row = shape[1] * shape[2]
+  assert all(g[t, t - 1] > 0 for t in range(1, g.shape[0]) if t % row)
+
+
+def test_causality_conditional():
+  model = checks.randomize(models.build("pixelcnn", (4, 4, 3), 3, num_classes=5, **TINY))
+  assert checks.causality_leaks(model, _random_images(model), labels=2) == []
+
+
+@pytest.mark.parametrize("shape,wrong", [
+    ((5, 5, 1), "B"),  # mask B on the first layer: a pixel sees itself
+    ((4, 4, 3), "B"),
+])
+def test_causality_check_fails_on_wrong_first_mask(shape, wrong):
+  model = models.build("pixelcnn", shape, 4, **TINY)
+  conv = model.input_conv
+  conv.mask = layers.causal_mask(conv.kernel_size, shape[-1], conv.filters, wrong, shape[-1])
+  leaks = checks.causality_leaks(model, _random_images(model))
+  assert any(t == s for t, s in leaks)
+
+
+def test_causality_check_fails_on_colour_blind_mask():
+  # Mask-B layers built for grayscale on an RGB model: the R features read the G and B
+  # features of the same pixel, which have seen R (and G).
+  model = checks.randomize(models.build("pixelcnn", (3, 3, 3), 4, **TINY))
+  for layer in model._flatten_layers():
+    if isinstance(layer, layers.MaskedConv2D) and layer.mask_type == "B":
+      layer.mask = layers.causal_mask(layer.kernel_size, layer.mask.shape[2], layer.filters,
+                                      layer.mask_type, num_colors=1)
+  leaks = checks.causality_leaks(model, _random_images(model))
+  assert any(s > t for t, s in leaks)
+
+
+@pytest.mark.parametrize("shape,levels,classes", [
+    ((2, 2, 1), 2, None), ((2, 2, 1), 3, None), ((1, 2, 3), 3, None), ((2, 2, 1), 3, 4)])
+def test_normalization(shape, levels, classes):
+  model = models.build("pixelcnn", shape, levels, num_classes=classes, **TINY)
+  # Non-trivial weights: perturb everything so probabilities are far from uniform.
+  checks.randomize(model, seed=1)
+  for label in ([None] if classes is None else [0, 3]):
+    assert checks.total_probability(model, labels=label) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_normalization_check_fails_on_leaky_model():
+  # Mask B on the first layer: each pixel's logits see the pixel itself. The total of a
+  # leaky model can land near 1 by chance for one draw of weights, so take the worst
+  # of three draws.
+  deviations = []
+  for seed in range(3):
+    model = checks.randomize(models.build("pixelcnn", (2, 2, 1), 3, **TINY), seed=seed)
+    conv = model.input_conv
+    conv.mask = layers.causal_mask(conv.kernel_size, 1, conv.filters, "B", 1)
+    deviations.append(abs(checks.total_probability(model) - 1.0))
+  assert max(deviations) > 1e-2, deviations
+
+
+def test_sampler_matches_log_prob():
+  model = models.build("pixelcnn", (2, 2, 1), 2, **TINY)
+  checks.randomize(model, seed=2)
+  tv, bound = checks.sample_frequencies(model, 4000, seed=3)
+  assert tv < bound, (tv, bound)
+
+
+def test_sample_shapes_range_and_seed():
+  model = models.build("pixelcnn", (4, 3, 3), 5, **TINY)
+  a = model.sample(3, seed=7).numpy()
+  assert a.shape == (3, 4, 3, 3) and a.dtype == np.int32
+  assert a.min() >= 0 and a.max() < 5
+  np.testing.assert_array_equal(a, model.sample(3, seed=7).numpy())
+  np.testing.assert_array_equal(a, model.sample(3, seed=7, progress=True).numpy())
+  assert not np.array_equal(a, model.sample(3, seed=8).numpy())
+
+
+def test_sample_uses_noise_by_inverse_cdf():
+  model = models.build("pixelcnn", (2, 2, 1), 4, **TINY)
+  zeros = model.sample(2, noise=np.zeros((2, 2, 2, 1), np.float32)).numpy()
+  assert (zeros == 0).all()  # u = 0 is below every CDF value: the lowest level.
+  top = model.sample(2, noise=np.full((2, 2, 2, 1), 0.999999, np.float32)).numpy()
+  assert (top == 3).all()
+
+
+def test_conditional_sampling_uses_label():
+  model = models.build("pixelcnn", (4, 4, 1), 4, num_classes=3, **TINY)
+  # Make the class bias decisive: class k pushes every logit towards level k.
+  for layer in model.class_biases:
+    layer.embedding.embeddings.assign(np.zeros(layer.embedding.embeddings.shape))
+  last = model.class_biases[-1].embedding.embeddings
+  last.assign(np.random.default_rng(0).normal(0, 3, last.shape))
+  noise = np.random.default_rng(1).uniform(size=(6, 4, 4, 1)).astype(np.float32)
+  a = model.sample(6, labels=np.zeros(6, np.int32), noise=noise).numpy()
+  b = model.sample(6, labels=np.full(6, 2, np.int32), noise=noise).numpy()
+  assert not np.array_equal(a, b)
+  with pytest.raises(ValueError, match="class-conditional"):
+    model.sample(2)
+  with pytest.raises(ValueError, match=r"labels must lie in \[0, 3\)"):
+    model.sample(2, labels=[0, 3])
+
+
+def test_overfits_a_few_images():
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 2, (4, 6, 6, 1)).astype(np.uint8)
+  model = models.build("pixelcnn", (6, 6, 1), 2, hidden_dim=16, num_blocks=2, output_dim=32)
+  model.compile(keras.optimizers.Adam(1e-2))
+  before = model.evaluate(images, batch_size=4, verbose=0, return_dict=True)["bits_per_dim"]
+  model.fit(images, batch_size=4, epochs=250, verbose=0)
+  after = model.evaluate(images, batch_size=4, verbose=0, return_dict=True)["bits_per_dim"]
+  assert before > 0.8 and after < 0.1 * before, (before, after)
+
+
+def test_fit_logs_nll_and_bits_per_dim():
+  model = models.build("pixelcnn", (4, 4, 1), 3, **TINY)
+  model.compile()
+  x = np.random.default_rng(0).integers(0, 3, (8, 4, 4, 1)).astype(np.uint8)
+  history = model.fit({"image": x, "label": np.zeros(8, np.int32)}, batch_size=4, verbose=0)
+  logs = history.history
+  assert {"loss", "nll", "bits_per_dim"} <= set(logs)
+  assert logs["bits_per_dim"][0] == pytest.approx(logs["nll"][0] / (16 * np.log(2)), rel=1e-5)
+  result = model.evaluate(x, batch_size=4, verbose=0, return_dict=True)
+  expected = -model.log_prob(x).numpy().mean()
+  assert result["nll"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_log_prob_shape_and_gradient_of_masked_weights_is_zero():
+  model = models.build("pixelcnn", (3, 3, 1), 2, **TINY)
+  x = np.ones((2, 3, 3, 1), np.int32)
+  assert model.log_prob(x).shape == (2,)
+  with tf.GradientTape() as tape:
+    loss = -tf.reduce_sum(model.distribution({"image": x}).log_prob(x))
+  grad = tape.gradient(loss, model.input_conv.kernel).numpy()
+  assert (grad[model.input_conv.mask == 0] == 0).all()
+
+
+def test_save_and_load_round_trip(tmp_path):
+  model = models.build("pixelcnn", (3, 3, 3), 4, num_classes=2, **TINY)
+  x = np.random.default_rng(0).integers(0, 4, (2, 3, 3, 3))
+  path = str(tmp_path / "m.keras")
+  model.save(path)
+  loaded = keras.models.load_model(path)
+  assert isinstance(loaded, models.PixelCNN) and loaded.num_classes == 2
+  np.testing.assert_allclose(loaded.log_prob(x, [0, 1]), model.log_prob(x, [0, 1]), rtol=1e-6)
+  np.testing.assert_array_equal(loaded.sample(2, seed=1, labels=[1, 0]),
+                                model.sample(2, seed=1, labels=[1, 0]))
+
+
+def test_build_errors_list_valid_choices():
+  with pytest.raises(ValueError, match="Available models: .*pixelcnn"):
+    models.build("pixelcnnn", (8, 8, 1), 2)
+  with pytest.raises(ValueError, match="Valid hyper-parameters .*hidden_dim"):
+    models.build("pixelcnn", (8, 8, 1), 2, hiden_dim=3)
+  with pytest.raises(ValueError, match="must be a int"):
+    models.build("pixelcnn", (8, 8, 1), 2, hidden_dim=3.5)
+  with pytest.raises(ValueError, match="must be positive"):
+    models.build("pixelcnn", (8, 8, 1), 2, num_blocks=0)
+  with pytest.raises(ValueError, match="num_levels must be at least 2"):
+    models.build("pixelcnn", (8, 8, 1), 1)
+
+
+def test_log_prob_rejects_bad_inputs():
+  model = models.build("pixelcnn", (3, 3, 1), 3, **TINY)
+  with pytest.raises(ValueError, match="integer pixel levels"):
+    model.log_prob(np.zeros((1, 3, 3, 1), np.float32))
+  with pytest.raises(ValueError, match="must have shape"):
+    model.log_prob(np.zeros((1, 4, 3, 1), np.int32))
+  with pytest.raises(ValueError, match="levels in"):
+    model.log_prob(np.full((1, 3, 3, 1), 3, np.int32))
+  with pytest.raises(ValueError, match="unconditional"):
+    model.log_prob(np.zeros((1, 3, 3, 1), np.int32), labels=[0])
+  with pytest.raises(ValueError, match="defines its own loss"):
+    model.compile(loss="mse")

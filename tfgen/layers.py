@@ -1,0 +1,129 @@
+"""Layers shared by the autoregressive models: masked convolutions and class biases.
+
+Glossary of tensor shapes:
+  B: batch size.  H, W: image height and width.
+  F_in, F_out: feature channels into and out of a layer.
+  C: colour channels of the image (sets the number of channel groups).
+  kh, kw: kernel height and width.
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+
+def channel_groups(num_features, num_colors):
+  """Colour group of each feature: feature `f` of `n` belongs to group `f * C // n`.
+
+  Contiguous, near-equal groups, so any width `n >= C` works; the categorical pixel
+  head lays out its `C * K` logits the same way.
+  """
+  return np.arange(num_features) * num_colors // num_features
+
+
+def causal_mask(kernel_size, in_features, out_features, mask_type, num_colors=1):
+  """The PixelCNN kernel mask.
+
+  A kernel position is kept when it lies strictly before the centre in raster order
+  (rows above, or the centre row left of the centre). At the centre, output group g
+  (colour channel g of the current pixel) sees input group g' when
+
+    mask "A":  g' <  g     (first layer: a subpixel never sees itself)
+    mask "B":  g' <= g     (later layers: features of g already exclude subpixel g)
+
+  Args:
+    kernel_size: `(kh, kw)`, odd sizes.
+    in_features: `F_in`.
+    out_features: `F_out`.
+    mask_type: "A" or "B".
+    num_colors: `C`.
+
+  Returns:
+    float32 numpy array `[kh, kw, F_in, F_out]` of zeros and ones.
+
+  Raises:
+    ValueError: for an even kernel size, an unknown mask type, or fewer features than
+      colour channels.
+  """
+  kh, kw = kernel_size
+  if kh % 2 == 0 or kw % 2 == 0:
+    raise ValueError(f"Masked kernels need odd sizes, got {kernel_size}.")
+  if mask_type not in ("A", "B"):
+    raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}.")
+  if min(in_features, out_features) < num_colors:
+    raise ValueError(
+        f"A masked layer with {num_colors} colour channels needs at least {num_colors} "
+        f"features in and out, got {in_features} in and {out_features} out.")
+  ci, cj = kh // 2, kw // 2
+  mask = np.zeros((kh, kw, in_features, out_features), np.float32)
+  mask[:ci] = 1.0
+  mask[ci, :cj] = 1.0
+  g_in = channel_groups(in_features, num_colors)[:, None]  # [F_in, 1]
+  g_out = channel_groups(out_features, num_colors)[None, :]  # [1, F_out]
+  mask[ci, cj] = (g_in < g_out) if mask_type == "A" else (g_in <= g_out)
+  return mask
+
+
+@keras.saving.register_keras_serializable(package="tfgen")
+class MaskedConv2D(keras.layers.Conv2D):
+  """A 'same'-padded convolution whose kernel is multiplied by a causal mask.
+
+  The mask multiplies the kernel in every forward pass (never assigned into the
+  variable), so gradients of masked weights are exactly zero, the optimizer state
+  stays consistent, and exported graphs carry the mask as a constant.
+
+  Args:
+    filters: `F_out`.
+    kernel_size: int or `(kh, kw)`, odd.
+    mask_type: "A" (first layer) or "B" (every later layer), see `causal_mask`.
+    num_colors: `C`, the number of channel groups.
+    **kwargs: passed to `keras.layers.Conv2D` (activation, initializers, ...).
+  """
+
+  def __init__(self, filters, kernel_size, mask_type="B", num_colors=1, **kwargs):
+    kwargs.pop("padding", None)
+    super().__init__(filters, kernel_size, padding="same", **kwargs)
+    self.mask_type = mask_type
+    self.num_colors = int(num_colors)
+
+  def build(self, input_shape):
+    super().build(input_shape)
+    # A NumPy array, made a constant in whichever graph the forward pass is traced.
+    self.mask = causal_mask(self.kernel_size, int(input_shape[-1]), self.filters,
+                            self.mask_type, self.num_colors)
+
+  def convolution_op(self, inputs, kernel):
+    return super().convolution_op(inputs, kernel * tf.constant(self.mask, kernel.dtype))
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(mask_type=self.mask_type, num_colors=self.num_colors)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="tfgen")
+class ClassBias(keras.layers.Layer):
+  """A learned per-class bias added to a feature map: h + b[y].
+
+  The conditioning of van den Oord et al. (2016b), eq. (4), for a one-hot class
+  vector: `V^T h` with one-hot h is a lookup of one row of V.
+
+  Args:
+    num_classes: number of class labels.
+    filters: `F`, the width of the feature map it is added to.
+  """
+
+  def __init__(self, num_classes, filters, **kwargs):
+    super().__init__(**kwargs)
+    self.num_classes = int(num_classes)
+    self.filters = int(filters)
+    self.embedding = keras.layers.Embedding(num_classes, filters, embeddings_initializer="zeros")
+
+  def call(self, features, labels):
+    bias = self.embedding(labels)  # [B, F]
+    return features + bias[:, None, None, :]  # [B, H, W, F]
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(num_classes=self.num_classes, filters=self.filters)
+    return config

@@ -1,0 +1,46 @@
+"""The model registry: `tfgen.models.build(name, ...)` is how every model is made."""
+
+from tfgen.models import base
+from tfgen.models.pixelcnn import PixelCNN
+
+_REGISTRY = {cls.MODEL_NAME: cls for cls in (PixelCNN,)}
+
+
+def available():
+  """Names of the models `build` accepts."""
+  return sorted(_REGISTRY)
+
+
+def model_class(name):
+  """The class registered under `name`; ValueError listing the valid names otherwise."""
+  if name not in _REGISTRY:
+    raise ValueError(f"Unknown model {name!r}. Available models: {', '.join(available())}.")
+  return _REGISTRY[name]
+
+
+def default_hparams(name):
+  """The hyper-parameters of model `name` with their default values."""
+  return dict(model_class(name).HPARAMS)
+
+
+def build(name, image_shape, num_levels, num_classes=None, **hparams):
+  """Builds model `name` for images of `image_shape` with `num_levels` levels.
+
+  Args:
+    name: one of `available()`.
+    image_shape: `(H, W, C)`.
+    num_levels: `K`, levels per subpixel.
+    num_classes: number of classes for a class-conditional model p(x | y), or None.
+    **hparams: model hyper-parameters; see `default_hparams(name)`.
+
+  Returns:
+    A built `keras.Model` with `log_prob`, `sample`, and Keras `fit`/`evaluate`.
+
+  Raises:
+    ValueError: for an unknown model name or unknown or ill-typed hyper-parameters
+      (the message lists the valid ones).
+  """
+  return model_class(name)(image_shape, num_levels, num_classes, **hparams)
+
+
+__all__ = ["available", "base", "build", "default_hparams", "model_class", "PixelCNN"]

@@ -1,0 +1,291 @@
+"""The base class of tfgen's autoregressive image models.
+
+It holds the contract every pixel model follows: `call` returns pixel parameters
+`[B, H, W, P]`; `log_prob`, `sample`, the training loss and the metrics are all
+derived from those parameters through the model's pixel head.
+
+Glossary of tensor shapes:
+  B: batch.  H, W: image height and width.  C: colour channels.
+  K: levels of a subpixel.  P: parameters per pixel (`head.num_params`).
+"""
+
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfgen import distributions
+from tfgen import sampling
+
+
+def unpack_inputs(inputs):
+  """Splits model inputs into `(images, labels)`; labels may be None.
+
+  Inputs are either an integer image tensor `[B, H, W, C]` or a dict with key
+  "image" and, optionally, "label" (the element format of `tfgen.data`).
+  """
+  if isinstance(inputs, dict):
+    return inputs["image"], inputs.get("label")
+  return inputs, None
+
+
+class HParamsMixin:
+  """Hyper-parameter checking shared by every model class.
+
+  A subclass lists its hyper-parameters with their defaults in `HPARAMS`; values are
+  checked against the default's type so that a typo or a wrong type fails at build
+  time with the list of valid names, not deep inside TensorFlow.
+  """
+
+  HPARAMS = {}
+
+  @classmethod
+  def resolve_hparams(cls, hparams):
+    unknown = sorted(set(hparams) - set(cls.HPARAMS))
+    if unknown:
+      valid = ", ".join(f"{k}={v!r}" for k, v in cls.HPARAMS.items())
+      raise ValueError(
+          f"Unknown hyper-parameter(s) {unknown} for model {cls.MODEL_NAME!r}. "
+          f"Valid hyper-parameters and their defaults: {valid}.")
+    resolved = dict(cls.HPARAMS)
+    for key, value in hparams.items():
+      default = cls.HPARAMS[key]
+      expected = type(default)
+      if expected is float and isinstance(value, int) and not isinstance(value, bool):
+        value = float(value)
+      if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+        raise ValueError(
+            f"Hyper-parameter {key!r} of model {cls.MODEL_NAME!r} must be a "
+            f"{expected.__name__} (default {default!r}), got {value!r}.")
+      resolved[key] = value
+    return resolved
+
+
+class AutoregressiveModel(HParamsMixin, keras.Model):
+  """A model of p(x) (or p(x | y)) as a product of per-subpixel distributions.
+
+    log p(x | y) = sum_t log p(x_t | x_<t, y),   t over H * W * C subpixels
+
+  Subclasses build their layers in `__init__`, call `self._finish_init()` at its end,
+  and implement `call(inputs, training=False) -> params [B, H, W, P]`.
+
+  Args:
+    image_shape: `(H, W, C)`.
+    num_levels: `K`.
+    num_classes: number of class labels for p(x | y), or None for p(x).
+    **hparams: model hyper-parameters, see the subclass's `HPARAMS`.
+  """
+
+  MODEL_NAME = None
+  PIXEL_DISTRIBUTION = "categorical"
+
+  def __init__(self, image_shape, num_levels, num_classes=None, name=None, **hparams):
+    resolved = self.resolve_hparams(hparams)
+    super().__init__(name=name or self.MODEL_NAME)
+    image_shape = tuple(int(d) for d in image_shape)
+    if len(image_shape) != 3 or min(image_shape) < 1:
+      raise ValueError(f"image_shape must be (H, W, C) with positive sizes, got {image_shape}.")
+    if num_classes is not None and int(num_classes) < 1:
+      raise ValueError(f"num_classes must be a positive integer or None, got {num_classes}.")
+    self.image_shape = image_shape
+    self.num_levels = int(num_levels)
+    self.num_classes = None if num_classes is None else int(num_classes)
+    self.hparams = resolved
+    self.head = distributions.make_pixel_head(
+        self.PIXEL_DISTRIBUTION, self.num_levels, image_shape[-1])
+    self.nll_tracker = keras.metrics.Mean(name="nll")
+    self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
+    self._log_prob_fn = None
+    self._fill_fn = None
+
+  @property
+  def num_subpixels(self):
+    return int(np.prod(self.image_shape))
+
+  def _finish_init(self):
+    """Creates every variable now: shapes are fully known from the constructor."""
+    images = tf.zeros((1,) + self.image_shape, tf.int32)
+    labels = None if self.num_classes is None else tf.zeros((1,), tf.int32)
+    self(self._inputs(images, labels))
+
+  def _inputs(self, images, labels):
+    return {"image": images} if labels is None else {"image": images, "label": labels}
+
+  def _labels(self, inputs):
+    """The labels of a conditional model (int32 `[B]`), or None for p(x)."""
+    _, labels = unpack_inputs(inputs)
+    if self.num_classes is None:
+      return None
+    if labels is None:
+      raise ValueError(
+          f"Model {self.name!r} is class-conditional ({self.num_classes} classes): pass "
+          "labels, e.g. model.log_prob(images, labels) or a dataset with a 'label' key.")
+    return tf.cast(labels, tf.int32)
+
+  def _scaled_images(self, inputs):
+    """Integer levels -> float32 in [-1, 1], the network's input."""
+    images, _ = unpack_inputs(inputs)
+    x = tf.cast(images, tf.float32)
+    return x * (2.0 / (self.num_levels - 1)) - 1.0  # [B, H, W, C]
+
+  # ---- likelihood -------------------------------------------------------------------
+
+  def distribution(self, inputs, training=False):
+    """The image distribution p(x | y) for a batch, given the images it conditions on."""
+    return self.head.image_distribution(self(inputs, training=training))
+
+  def _check_images(self, images, what="images"):
+    images = tf.convert_to_tensor(images)
+    if not images.dtype.is_integer:
+      raise ValueError(
+          f"{what} must hold integer pixel levels in [0, {self.num_levels}), got dtype "
+          f"{images.dtype.name}. Convert floats in [0, 1] with round(x * {self.num_levels - 1}).")
+    if images.shape.rank == 3 and self.image_shape[-1] == 1:
+      images = images[..., None]
+    if images.shape.rank != 4 or tuple(images.shape[1:]) != self.image_shape:
+      raise ValueError(
+          f"{what} must have shape (B,) + {self.image_shape}, got {tuple(images.shape)}.")
+    if tf.executing_eagerly() and images.shape[0]:
+      lo, hi = int(tf.reduce_min(images)), int(tf.reduce_max(images))
+      if lo < 0 or hi >= self.num_levels:
+        raise ValueError(
+            f"{what} hold levels in [{lo}, {hi}] but this model has {self.num_levels} levels "
+            f"[0, {self.num_levels - 1}]. Re-quantize the data or build the model with "
+            "the data's number of levels.")
+    return tf.cast(images, tf.int32)
+
+  def _check_labels(self, labels, batch):
+    if self.num_classes is None:
+      if labels is not None:
+        raise ValueError(f"Model {self.name!r} is unconditional; do not pass labels.")
+      return None
+    if labels is None:
+      raise ValueError(
+          f"Model {self.name!r} is class-conditional ({self.num_classes} classes): pass "
+          f"labels, an int array of shape ({batch},) with values in [0, {self.num_classes}).")
+    labels = tf.convert_to_tensor(labels)
+    if labels.shape.rank == 0:
+      labels = tf.fill([batch], labels)
+    if not labels.dtype.is_integer or tuple(labels.shape) != (batch,):
+      raise ValueError(
+          f"labels must be integers of shape ({batch},), got {labels.dtype.name} "
+          f"{tuple(labels.shape)}.")
+    if tf.executing_eagerly() and batch:
+      lo, hi = int(tf.reduce_min(labels)), int(tf.reduce_max(labels))
+      if lo < 0 or hi >= self.num_classes:
+        raise ValueError(
+            f"labels must lie in [0, {self.num_classes}), got values in [{lo}, {hi}].")
+    return tf.cast(labels, tf.int32)
+
+  def log_prob(self, images, labels=None):
+    """log p(x) (or log p(x | y)) of each image, in nats.
+
+    Args:
+      images: integer `[B, H, W, C]` (or `[B, H, W]` for C=1) levels in `[0, K)`.
+      labels: int `[B]` class labels for a conditional model, else None.
+
+    Returns:
+      float32 `[B]`.
+
+    Raises:
+      ValueError: for images or labels of the wrong shape, dtype or range.
+    """
+    images = self._check_images(images)
+    labels = self._check_labels(labels, images.shape[0])
+    if self._log_prob_fn is None:
+      self._log_prob_fn = tf.function(
+          lambda inputs: self.distribution(inputs).log_prob(inputs["image"]),
+          reduce_retracing=True)
+    return self._log_prob_fn(self._inputs(images, labels))
+
+  # ---- sampling ---------------------------------------------------------------------
+
+  def sample(self, num, seed=None, labels=None, noise=None, progress=False):
+    """Draws images pixel by pixel, channel by channel.
+
+    The whole loop runs inside one compiled graph (`tf.while_loop`); with
+    `progress=True` the same graph is run one image row at a time to report progress,
+    with identical results.
+
+    Args:
+      num: number of images `B`.
+      seed: int; the same seed gives the same images. None draws fresh noise.
+      labels: int `[B]` (or a scalar for all) class labels for a conditional model.
+      noise: optional float `[B, H, W, C]` uniform noise in [0, 1) to use instead of
+        a seed (inverse-CDF sampling; see `tfgen.sampling`).
+      progress: show a progress bar.
+
+    Returns:
+      int32 `[B, H, W, C]` levels in `[0, K)`.
+    """
+    num = int(num)
+    if num < 1:
+      raise ValueError(f"num must be a positive number of images, got {num}.")
+    labels = self._check_labels(labels, num)
+    shape = (num,) + self.image_shape
+    if noise is None:
+      if seed is None:
+        noise = tf.random.uniform(shape)
+      else:
+        noise = tf.random.stateless_uniform(shape, seed=[int(seed), 0])
+    noise = tf.convert_to_tensor(noise, tf.float32)
+    if tuple(noise.shape) != shape:
+      raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}.")
+    if self._fill_fn is None:
+      self._fill_fn = tf.function(self._fill, reduce_retracing=True)
+    images = tf.zeros(shape, tf.int32)
+    height, width, channels = self.image_shape
+    if not progress:
+      return self._fill_fn(images, noise, labels, tf.constant(0), tf.constant(self.num_subpixels))
+    bar = keras.utils.Progbar(height, unit_name="row")
+    row = width * channels
+    for i in range(height):
+      images = self._fill_fn(images, noise, labels, tf.constant(i * row), tf.constant((i + 1) * row))
+      bar.update(i + 1)
+    return images
+
+  def _fill(self, images, noise, labels, start, stop):
+    params_fn = lambda x: self(self._inputs(x, labels), training=False)
+    return sampling.fill_subpixels(params_fn, self.head, images, noise, start, stop)
+
+  # ---- training ---------------------------------------------------------------------
+
+  def compile(self, optimizer="adam", loss=None, **kwargs):
+    """Keras `compile` with the model's own loss, the negative log-likelihood."""
+    if loss is not None:
+      raise ValueError(
+          f"Model {self.name!r} trains by maximum likelihood and defines its own loss; "
+          "call compile() without `loss`.")
+    super().compile(optimizer=optimizer, **kwargs)
+
+  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    """Mean negative log-likelihood in nats per image.
+
+    Returned as sum / global batch size (`tf.nn.compute_average_loss`): under a
+    distribution strategy each replica's gradients are summed, so dividing by the
+    local batch would scale the update by the number of replicas.
+    """
+    del y
+    if sample_weight is not None:
+      raise ValueError("Sample weights are not supported by likelihood models.")
+    images, _ = unpack_inputs(x)
+    nll = -self.head.image_distribution(y_pred).log_prob(tf.cast(images, tf.int32))  # [B]
+    self.nll_tracker.update_state(nll)
+    self.bits_per_dim_tracker.update_state(
+        distributions.bits_per_dim(nll, self.num_subpixels))
+    loss = tf.nn.compute_average_loss(nll)
+    if self.losses:
+      loss += tf.nn.scale_regularization_loss(tf.add_n(self.losses))
+    return loss
+
+  # ---- serialization ----------------------------------------------------------------
+
+  def get_config(self):
+    return dict(name=self.name, image_shape=list(self.image_shape),
+                num_levels=self.num_levels, num_classes=self.num_classes,
+                **dict(self.hparams))
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**config)

@@ -1,0 +1,354 @@
+"""The training driver: `train_and_evaluate(config, workdir)`.
+
+Everything `train_main.py` does lives here; the binary only parses flags. The driver
+loads the data, builds the model inside a distribution strategy's scope, trains with
+Keras `fit`, checkpoints, evaluates on the test split, samples, and writes into
+`workdir`:
+
+  workdir/config.json         the configuration of the run
+  workdir/checkpoints/        TensorFlow checkpoints (model, optimizer, step, time)
+  workdir/tensorboard/        TensorBoard events: loss, nll, bits/dim, sample grids
+  workdir/model.keras         the trained model (keras.models.load_model)
+  workdir/samples.png         a grid of samples
+  workdir/metrics.json        test NLL, bits/dim, training time and throughput
+
+Resuming: running again with the same workdir restores the last checkpoint and
+continues; the data stream is a deterministic function of the seed and is skipped to
+the restored step, so the run ends where an uninterrupted run would.
+"""
+
+import dataclasses
+import json
+import math
+import os
+import time
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfgen import data as data_lib
+from tfgen import images as images_lib
+from tfgen import models
+
+STRATEGIES = ("mirrored", "one_device")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+  """Configuration of one training run.
+
+  Attributes:
+    model: a name from `tfgen.models.available()`.
+    hparams: model hyper-parameters (see `tfgen.models.default_hparams`).
+    dataset: a `tfgen.data.load` spec.
+    data_dir: TensorFlow Datasets directory.
+    image_size: resize images to this side.
+    num_levels: levels of the stored data, where they cannot be inferred.
+    reduce_levels: reduce the data to this many levels.
+    binarize: "none", "threshold" or "dynamic".
+    random_flip: random horizontal flips of training images.
+    conditional: model p(x | y) with the dataset's class labels.
+    download: let TensorFlow Datasets download a missing dataset.
+    batch_size: the global batch size, split across replicas.
+    epochs: passes over the training split (used when train_steps is 0).
+    train_steps: optimizer steps; 0 means `epochs` passes.
+    learning_rate: Adam's learning rate.
+    seed: seed of the initialization, data order and sampling.
+    num_samples: images to sample at the end.
+    strategy: "mirrored" (all local GPUs, else the CPU) or "one_device".
+    checkpoint_every: steps between checkpoints (at most that much work is lost).
+    eval_batch_size: batch size of evaluation.
+    verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
+  """
+  model: str = "pixelcnn"
+  hparams: dict = dataclasses.field(default_factory=dict)
+  dataset: str = "digits"
+  data_dir: str | None = None
+  image_size: int | None = None
+  num_levels: int | None = None
+  reduce_levels: int | None = None
+  binarize: str = "none"
+  random_flip: bool = False
+  conditional: bool = False
+  download: bool = True
+  batch_size: int = 64
+  epochs: float = 30.0
+  train_steps: int = 0
+  learning_rate: float = 1e-3
+  seed: int = 0
+  num_samples: int = 64
+  strategy: str = "mirrored"
+  checkpoint_every: int = 200
+  eval_batch_size: int = 256
+  verbose: int = 1
+
+  # Fields that may change between a run and its resumption.
+  RESUMABLE_CHANGES = ("epochs", "train_steps", "num_samples", "checkpoint_every",
+                       "eval_batch_size", "verbose", "download", "data_dir", "strategy")
+
+  def validate(self):
+    """Raises ValueError with a readable message for a bad configuration."""
+    checks = [
+        (self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}."),
+        (self.train_steps >= 0, f"train_steps must be >= 0, got {self.train_steps}."),
+        (self.train_steps > 0 or self.epochs > 0,
+         "Give a positive number of epochs or train_steps."),
+        (self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}."),
+        (self.num_samples >= 0, f"num_samples must be >= 0, got {self.num_samples}."),
+        (self.checkpoint_every >= 1,
+         f"checkpoint_every must be positive, got {self.checkpoint_every}."),
+        (self.strategy in STRATEGIES,
+         f"strategy must be one of {STRATEGIES}, got {self.strategy!r}."),
+    ]
+    for ok, message in checks:
+      if not ok:
+        raise ValueError(message)
+    models.model_class(self.model)  # Unknown model names fail here, before data loads.
+
+
+class NonFiniteLossError(RuntimeError):
+  """Training produced a NaN or infinite loss."""
+
+
+def make_strategy(name):
+  """The `tf.distribute` strategy called `name` (see `STRATEGIES`)."""
+  if name == "mirrored":
+    # All visible GPUs; with none, MirroredStrategy runs on the CPU.
+    return tf.distribute.MirroredStrategy()
+  if name == "one_device":
+    device = "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"
+    return tf.distribute.OneDeviceStrategy(device)
+  raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}.")
+
+
+def load_data(config):
+  """Loads the dataset of `config`."""
+  return data_lib.load(
+      config.dataset, data_dir=config.data_dir, image_size=config.image_size,
+      num_levels=config.num_levels, reduce_levels=config.reduce_levels,
+      binarize=config.binarize, random_flip=config.random_flip, download=config.download)
+
+
+def build_model(config, info):
+  """Builds the model of `config` for the data described by `info`."""
+  num_classes = None
+  if config.conditional:
+    if info.num_classes is None:
+      raise ValueError(
+          f"conditional=True needs class labels, but dataset {info.name!r} has none. "
+          "Drop --conditional or use a labelled dataset.")
+    num_classes = info.num_classes
+  return models.build(config.model, image_shape=info.image_shape,
+                      num_levels=info.num_levels, num_classes=num_classes, **config.hparams)
+
+
+def sample_labels(num, num_classes):
+  """Labels for a sample grid: class k fills row k (num_classes columns per row)."""
+  return None if num_classes is None else np.arange(num) % num_classes
+
+
+class _CheckpointAndGuard(keras.callbacks.Callback):
+  """Saves a checkpoint every `every` steps and at `total`; stops on a non-finite loss.
+
+  The step count is the optimizer's `iterations`, which lives in the checkpoint, so a
+  resumed run counts on from where the last one stopped.
+  """
+
+  def __init__(self, manager, every, total, clock):
+    super().__init__()
+    self.manager, self.every, self.total, self.clock = manager, every, total, clock
+    self.bad_step = None
+
+  def on_train_batch_end(self, batch, logs=None):
+    step = int(self.model.optimizer.iterations)
+    loss = float((logs or {}).get("loss", 0.0))
+    if not math.isfinite(loss):
+      self.bad_step = step
+      self.model.stop_training = True
+      return
+    if step % self.every == 0 or step >= self.total:
+      self.clock.save_elapsed()
+      self.manager.save(checkpoint_number=step)
+    if step >= self.total:
+      self.model.stop_training = True
+
+
+class _Clock(keras.callbacks.Callback):
+  """Training wall time, accumulated across resumed runs in a checkpointed variable.
+
+  Validation and sample summaries are excluded, so images/second measures training.
+  """
+
+  def __init__(self):
+    super().__init__()
+    self.seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+    self._started = None
+
+  def resume(self):
+    self._started = time.perf_counter()
+
+  def pause(self):
+    if self._started is not None:
+      self.seconds.assign_add(time.perf_counter() - self._started)
+      self._started = None
+
+  def save_elapsed(self):
+    self.pause()
+    self.resume()
+
+  def on_train_begin(self, logs=None):
+    self.resume()
+
+  def on_train_end(self, logs=None):
+    self.pause()
+
+  def on_test_begin(self, logs=None):
+    self.pause()
+
+  def on_test_end(self, logs=None):
+    self.resume()
+
+
+class _SampleSummary(keras.callbacks.Callback):
+  """Writes a grid of samples to TensorBoard every `every` Keras epochs."""
+
+  def __init__(self, writer, clock, num_levels, num_classes, seed, every, num=16):
+    super().__init__()
+    self.writer, self.clock, self.num_levels = writer, clock, num_levels
+    self.num_classes, self.seed, self.every, self.num = num_classes, seed, every, num
+
+  def on_epoch_end(self, epoch, logs=None):
+    if (epoch + 1) % self.every:
+      return
+    self.clock.pause()
+    labels = sample_labels(self.num, self.num_classes)
+    samples = self.model.sample(self.num, seed=self.seed, labels=labels).numpy()
+    picture = images_lib.grid(samples, self.num_levels, columns=self.num_classes)
+    with self.writer.as_default():
+      tf.summary.image("samples", picture[None], step=int(self.model.optimizer.iterations))
+    self.clock.resume()
+
+
+def _check_resume(config_path, config):
+  if not os.path.exists(config_path):
+    return
+  with open(config_path) as f:
+    saved = json.load(f)
+  current = dataclasses.asdict(config)
+  changed = sorted(k for k in current if k not in TrainConfig.RESUMABLE_CHANGES
+                   and k in saved and saved[k] != current[k])
+  if changed:
+    detail = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in changed)
+    raise ValueError(
+        f"{config_path} belongs to a run with a different configuration ({detail}). "
+        "Resume it with the same settings, or pass a new --model_dir to start afresh.")
+
+
+def train_and_evaluate(config, workdir):
+  """Trains `config.model` on `config.dataset`, evaluates, samples, writes `workdir`.
+
+  Args:
+    config: a `TrainConfig`.
+    workdir: output directory; an existing run there is resumed.
+
+  Returns:
+    The metrics dict also written to `workdir/metrics.json`.
+
+  Raises:
+    ValueError: for a bad configuration or dataset, or a workdir holding a run with a
+      different configuration.
+    tfgen.data.DatasetUnavailableError: for a dataset that cannot be had offline.
+    NonFiniteLossError: when the loss becomes NaN or infinite (the last good
+      checkpoint is kept).
+  """
+  config.validate()
+  os.makedirs(workdir, exist_ok=True)
+  config_path = os.path.join(workdir, "config.json")
+  _check_resume(config_path, config)
+  data = load_data(config)
+  info = data.info
+  train_size = info.split_sizes["train"]
+  if train_size < config.batch_size:
+    raise ValueError(
+        f"The training split has {train_size} images, fewer than one batch of "
+        f"{config.batch_size}; lower --batch_size.")
+  steps_per_epoch = train_size // config.batch_size
+  total_steps = config.train_steps or max(1, int(round(config.epochs * steps_per_epoch)))
+  with open(config_path, "w") as f:
+    json.dump(dataclasses.asdict(config), f, indent=2)
+
+  keras.utils.set_random_seed(config.seed)
+  strategy = make_strategy(config.strategy)
+  with strategy.scope():
+    model = build_model(config, info)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    model.optimizer.build(model.trainable_variables)
+  clock = _Clock()
+  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
+                                   train_seconds=clock.seconds)
+  manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, "checkpoints"),
+                                       max_to_keep=3)
+  if manager.latest_checkpoint:
+    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  start_step = int(model.optimizer.iterations)
+
+  tb_dir = os.path.join(workdir, "tensorboard")
+  writer = tf.summary.create_file_writer(os.path.join(tb_dir, "samples"))
+  guard = _CheckpointAndGuard(manager, config.checkpoint_every, total_steps, clock)
+  num_epochs = math.ceil(total_steps / steps_per_epoch)
+  if start_step < total_steps:
+    train_ds = data.dataset("train", config.batch_size, training=True, seed=config.seed,
+                            start_step=start_step)
+    valid_ds = (data.dataset("valid", config.eval_batch_size)
+                if data.has_split("valid") else None)
+    callbacks = [clock, guard, keras.callbacks.TensorBoard(
+        tb_dir, write_graph=False, update_freq=config.checkpoint_every)]
+    if config.num_samples:
+      callbacks.append(_SampleSummary(writer, clock, info.num_levels, model.num_classes,
+                                      config.seed, every=max(1, num_epochs // 5)))
+    model.fit(train_ds, epochs=num_epochs,
+              initial_epoch=start_step // steps_per_epoch, steps_per_epoch=steps_per_epoch,
+              validation_data=valid_ds, callbacks=callbacks, verbose=config.verbose)
+  train_seconds = float(clock.seconds.numpy())
+  if guard.bad_step is not None:
+    last = manager.latest_checkpoint or "none yet"
+    raise NonFiniteLossError(
+        f"Training stopped at step {guard.bad_step}: the loss became NaN or infinite. The "
+        f"last good checkpoint ({last}) is kept and nothing after it was saved. Lower "
+        "--learning_rate (or check the data), then run again with a new --model_dir, or "
+        "with this one to resume from that checkpoint.")
+  steps_done = int(model.optimizer.iterations)
+
+  eval_split = "test" if data.has_split("test") else "valid"
+  results = model.evaluate(data.dataset(eval_split, config.eval_batch_size),
+                           verbose=0, return_dict=True)
+  model.save(os.path.join(workdir, "model.keras"))
+  if config.num_samples:
+    labels = sample_labels(config.num_samples, model.num_classes)
+    samples = model.sample(config.num_samples, seed=config.seed, labels=labels,
+                           progress=config.verbose == 1).numpy()
+    picture = images_lib.grid(samples, info.num_levels, columns=model.num_classes)
+    with open(os.path.join(workdir, "samples.png"), "wb") as f:
+      f.write(images_lib.png_bytes(picture, scale=max(1, 128 // info.image_shape[0])))
+    with writer.as_default():
+      tf.summary.image("final_samples", picture[None], step=steps_done)
+  writer.flush()
+
+  metrics = {
+      f"{eval_split}_nll_nats": float(results["nll"]),
+      f"{eval_split}_bits_per_dim": float(results["bits_per_dim"]),
+      "train_seconds": train_seconds,
+      "train_steps": steps_done,
+      "train_images_per_second": (steps_done * config.batch_size / train_seconds
+                                  if train_seconds > 0 else None),
+      "dataset": info.name,
+      "model": config.model,
+      "num_params": int(model.count_params()),
+      "image_shape": list(info.image_shape),
+      "num_levels": info.num_levels,
+      "num_replicas": strategy.num_replicas_in_sync,
+  }
+  with open(os.path.join(workdir, "metrics.json"), "w") as f:
+    json.dump(metrics, f, indent=2)
+  return metrics

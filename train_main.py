@@ -1,0 +1,81 @@
+"""Trains a tfgen model: `python train_main.py --model=pixelcnn`.
+
+A thin shell over `tfgen.train_lib.train_and_evaluate`: this file only parses flags.
+"""
+
+import os
+import sys
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app
+from absl import flags
+
+from tfgen import hparams_parser
+
+_MODEL = flags.DEFINE_string("model", "pixelcnn", "Model name, e.g. pixelcnn.")
+_HPARAMS = flags.DEFINE_string(
+    "hparams", "", "Model hyper-parameters as comma-separated key=value pairs, e.g. "
+    "'hidden_dim=64,num_blocks=8'. Unknown keys list the valid ones.")
+_DATASET = flags.DEFINE_string(
+    "dataset", "digits", "digits (bundled, no download), npz:PATH, folder:PATH, or a "
+    "TensorFlow Datasets name (mnist, binarized_mnist, fashion_mnist, cifar10, ...).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "TensorFlow Datasets data directory.")
+_DOWNLOAD = flags.DEFINE_bool("download", True, "Let TensorFlow Datasets download data.")
+_IMAGE_SIZE = flags.DEFINE_integer("image_size", None, "Resize images to this side.")
+_NUM_LEVELS = flags.DEFINE_integer(
+    "num_levels", None, "Levels of the stored data (npz), where they cannot be inferred.")
+_REDUCE_LEVELS = flags.DEFINE_integer(
+    "reduce_levels", None, "Reduce the data to this many levels (e.g. 256 -> 8).")
+_BINARIZE = flags.DEFINE_enum("binarize", "none", ["none", "threshold", "dynamic"],
+                              "Binarize images at half range, or by sampling each epoch.")
+_RANDOM_FLIP = flags.DEFINE_bool("random_flip", False, "Random horizontal flips.")
+_CONDITIONAL = flags.DEFINE_bool("conditional", False,
+                                 "Model p(x | y) with the dataset's class labels.")
+_BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
+_EPOCHS = flags.DEFINE_float("epochs", 30.0, "Passes over the training split.")
+_TRAIN_STEPS = flags.DEFINE_integer(
+    "train_steps", 0, "Optimizer steps; overrides --epochs when positive.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None, "Output directory (default runs/MODEL-DATASET). An existing run "
+    "there is resumed.")
+_SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 64, "Images to sample at the end.")
+_STRATEGY = flags.DEFINE_enum(
+    "strategy", "mirrored", ["mirrored", "one_device"],
+    "mirrored: all local GPUs (the CPU when there are none); one_device: one device.")
+_CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
+_VERBOSE = flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bars, 2 one line per epoch.")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  from tfgen import data as data_lib  # Imported after flag parsing: TensorFlow is slow.
+  from tfgen import train_lib
+  try:
+    config = train_lib.TrainConfig(
+        model=_MODEL.value, hparams=hparams_parser.parse(_HPARAMS.value),
+        dataset=_DATASET.value, data_dir=_DATA_DIR.value, image_size=_IMAGE_SIZE.value,
+        num_levels=_NUM_LEVELS.value, reduce_levels=_REDUCE_LEVELS.value,
+        binarize=_BINARIZE.value, random_flip=_RANDOM_FLIP.value,
+        conditional=_CONDITIONAL.value, download=_DOWNLOAD.value,
+        batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value, train_steps=_TRAIN_STEPS.value,
+        learning_rate=_LEARNING_RATE.value, seed=_SEED.value,
+        num_samples=_NUM_SAMPLES.value, strategy=_STRATEGY.value,
+        checkpoint_every=_CHECKPOINT_EVERY.value, verbose=_VERBOSE.value)
+    model_dir = _MODEL_DIR.value or os.path.join(
+        "runs", f"{config.model}-{config.dataset.replace(':', '_').replace('/', '_')}")
+    metrics = train_lib.train_and_evaluate(config, model_dir)
+  except (ValueError, data_lib.DatasetUnavailableError, train_lib.NonFiniteLossError) as e:
+    print(f"\nError: {e}", file=sys.stderr)
+    return 1
+  print(f"\nWrote {model_dir}/samples.png and {model_dir}/metrics.json:")
+  for key, value in metrics.items():
+    print(f"  {key}: {value}")
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
