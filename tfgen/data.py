@@ -120,7 +120,9 @@ class ImageData:
         drawn once with a fixed seed, so evaluation numbers are repeatable.
       seed: seed of the shuffle order and the per-image randomness.
       start_step: number of batches to skip, to resume a training run exactly where
-        it stopped (the stream is a deterministic function of `seed`).
+        it stopped. The stream is a deterministic function of `seed` and TensorFlow's
+        global seed (tf.data combines the two for the shuffle); `train_lib` sets the
+        global seed from the same config seed, so a resumed run sees the same stream.
       drop_remainder: drop a last partial batch (default: True when training).
 
     Returns:
@@ -137,6 +139,8 @@ class ImageData:
           f"{sorted(self._splits)}.")
     if int(batch_size) < 1:
       raise ValueError(f"batch_size must be positive, got {batch_size}.")
+    if int(start_step) < 0:
+      raise ValueError(f"start_step must be non-negative, got {start_step}.")
     if drop_remainder is None:
       drop_remainder = training
     ds = self._splits[split]()
@@ -240,6 +244,15 @@ def load(spec, *, data_dir=None, image_size=None, num_levels=None, reduce_levels
 
   if num_levels is not None and spec.startswith("npz:"):
     source_levels = int(num_levels)
+  # Checked before a single array is split: splitting would hide a length mismatch
+  # (extra labels silently dropped, missing ones an IndexError).
+  for split, (images, labels) in arrays.items():
+    _check_labels_length(spec, split, images, labels)
+  labelled = sorted(split for split, (_, labels) in arrays.items() if labels is not None)
+  if labelled and len(labelled) != len(arrays):
+    raise ValueError(
+        f"{spec}: labels are given for the {labelled} split(s) but not for "
+        f"{sorted(set(arrays) - set(labelled))}; give labels for every split or for none.")
   if "valid" not in arrays and "test" not in arrays:
     arrays = _split_single(arrays["train"], fractions)
   prep = _make_preprocessing(source_levels, image_size, binarize, reduce_levels, random_flip)
@@ -359,7 +372,8 @@ def _npz(path, num_levels):
   if len(channels) > 1:
     raise ValueError(f"{spec}: splits have different image shapes {sorted(channels)}.")
   if num_levels is None:
-    top = max(int(a[0].max()) for a in arrays.values() if a[0].size)
+    # default=0: all-empty arrays get the clear "split is empty" error later.
+    top = max((int(a[0].max()) for a in arrays.values() if a[0].size), default=0)
     if top > 255:
       raise ValueError(
           f"{spec}: values reach {top}; tfgen models at most 256 levels. Re-quantize the "
@@ -431,6 +445,12 @@ def _center_crop_resize(picture, size):
   return picture.crop((left, top, left + cw, top + ch)).resize((w, h), Image.Resampling.LANCZOS)
 
 
+def _check_labels_length(spec, split, images, labels):
+  if labels is not None and len(labels) != len(images):
+    raise ValueError(f"{spec}: the {split!r} split has {len(images)} images but "
+                     f"{len(labels)} labels.")
+
+
 def _check_array(spec, split, images, labels, num_levels):
   if len(images) == 0:
     raise ValueError(f"{spec}: the {split!r} split is empty; give it images or drop it.")
@@ -441,9 +461,7 @@ def _check_array(spec, split, images, labels, num_levels):
         f"levels [0, {num_levels - 1}]. Pass the data's number of levels (num_levels / "
         "--num_levels) or re-quantize the data.")
   if labels is not None:
-    if len(labels) != len(images):
-      raise ValueError(f"{spec}: the {split!r} split has {len(images)} images but "
-                       f"{len(labels)} labels.")
+    _check_labels_length(spec, split, images, labels)
     if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
       raise ValueError(f"{spec}: labels of the {split!r} split must be non-negative integers.")
 

@@ -23,6 +23,7 @@ import math
 import os
 import time
 
+from absl import logging
 import keras
 import numpy as np
 import tensorflow as tf
@@ -107,6 +108,11 @@ class TrainConfig:
     models.model_class(self.model)  # Unknown model names fail here, before data loads.
 
 
+def _step(model):
+  """The optimizer's step count (a mirrored variable under a strategy)."""
+  return int(model.optimizer.iterations.numpy())
+
+
 class NonFiniteLossError(RuntimeError):
   """Training produced a NaN or infinite loss."""
 
@@ -161,7 +167,7 @@ class _CheckpointAndGuard(keras.callbacks.Callback):
     self.bad_step = None
 
   def on_train_batch_end(self, batch, logs=None):
-    step = int(self.model.optimizer.iterations)
+    step = _step(self.model)
     loss = float((logs or {}).get("loss", 0.0))
     if not math.isfinite(loss):
       self.bad_step = step
@@ -226,7 +232,7 @@ class _SampleSummary(keras.callbacks.Callback):
     samples = self.model.sample(self.num, seed=self.seed, labels=labels).numpy()
     picture = images_lib.grid(samples, self.num_levels, columns=self.num_classes)
     with self.writer.as_default():
-      tf.summary.image("samples", picture[None], step=int(self.model.optimizer.iterations))
+      tf.summary.image("samples", picture[None], step=_step(self.model))
     self.clock.resume()
 
 
@@ -291,7 +297,10 @@ def train_and_evaluate(config, workdir):
                                        max_to_keep=3)
   if manager.latest_checkpoint:
     checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-  start_step = int(model.optimizer.iterations)
+  start_step = _step(model)
+  if start_step:
+    logging.info("Resuming from %s at step %d of %d.", manager.latest_checkpoint,
+                 start_step, total_steps)
 
   tb_dir = os.path.join(workdir, "tensorboard")
   writer = tf.summary.create_file_writer(os.path.join(tb_dir, "samples"))
@@ -318,7 +327,7 @@ def train_and_evaluate(config, workdir):
         f"last good checkpoint ({last}) is kept and nothing after it was saved. Lower "
         "--learning_rate (or check the data), then run again with a new --model_dir, or "
         "with this one to resume from that checkpoint.")
-  steps_done = int(model.optimizer.iterations)
+  steps_done = _step(model)
 
   eval_split = "test" if data.has_split("test") else "valid"
   results = model.evaluate(data.dataset(eval_split, config.eval_batch_size),

@@ -259,6 +259,14 @@ class AutoregressiveModel(HParamsMixin, keras.Model):
           "call compile() without `loss`.")
     super().compile(optimizer=optimizer, **kwargs)
 
+  def compile_from_config(self, config):
+    """Recompiles a loaded model (with its optimizer) from `get_compile_config()`."""
+    config = keras.saving.deserialize_keras_object(config)
+    if config.get("loss") is None:
+      config.pop("loss", None)
+    self.compile(**config)
+    self.optimizer.build(self.trainable_variables)
+
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
     """Mean negative log-likelihood in nats per image.
 

@@ -1,0 +1,66 @@
+"""MirroredStrategy over two logical CPU devices matches one device, step for step."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from tfgen import models
+
+TINY = dict(hidden_dim=6, num_blocks=1, output_dim=12, input_kernel_size=3)
+
+
+class _UnscaledLossPixelCNN(models.PixelCNN):
+  """The classic mistake: a plain mean NLL, which each replica's gradient then doubles."""
+
+  def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+    images = x["image"]
+    return -tf.reduce_mean(self.head.image_distribution(y_pred).log_prob(
+        tf.cast(images, tf.int32)))
+
+
+def _train(strategy, cls, weights, images, labels):
+  with strategy.scope():
+    model = cls((5, 5, 1), 3, num_classes=4, **TINY)
+    model.set_weights(weights)
+    model.compile(optimizer=keras.optimizers.SGD(0.05))
+  ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels}).batch(8)
+  history = model.fit(ds, epochs=1, verbose=0)
+  return history.history, model.get_weights()
+
+
+@pytest.fixture(scope="module")
+def batch():
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 3, (16, 5, 5, 1)).astype(np.uint8)
+  labels = rng.integers(0, 4, (16,)).astype(np.int32)
+  return images, labels
+
+
+def _strategies():
+  cpus = tf.config.list_logical_devices("CPU")
+  assert len(cpus) >= 2, "conftest.py should split the CPU into two logical devices"
+  mirrored = tf.distribute.MirroredStrategy([cpus[0].name, cpus[1].name])
+  assert mirrored.num_replicas_in_sync == 2
+  return tf.distribute.OneDeviceStrategy(cpus[0].name), mirrored
+
+
+@pytest.mark.parametrize("cls", [models.PixelCNN])
+def test_two_replicas_match_one_device(cls, batch):
+  one, two = _strategies()
+  weights = cls((5, 5, 1), 3, num_classes=4, **TINY).get_weights()
+  logs_one, w_one = _train(one, cls, weights, *batch)
+  logs_two, w_two = _train(two, cls, weights, *batch)
+  for key in ("loss", "nll", "bits_per_dim"):
+    assert logs_two[key][0] == pytest.approx(logs_one[key][0], rel=1e-5), key
+  for a, b in zip(w_one, w_two):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  assert any(not np.allclose(a, w) for a, w in zip(w_one, weights))  # It did train.
+
+
+def test_parity_check_catches_unscaled_loss(batch):
+  one, two = _strategies()
+  weights = models.PixelCNN((5, 5, 1), 3, num_classes=4, **TINY).get_weights()
+  _, w_one = _train(one, _UnscaledLossPixelCNN, weights, *batch)
+  _, w_two = _train(two, _UnscaledLossPixelCNN, weights, *batch)
+  assert not all(np.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(w_one, w_two))

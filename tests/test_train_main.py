@@ -1,0 +1,136 @@
+"""The training driver and train_main.py: artifacts, resume, SIGKILL, non-finite loss."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import REPO_ROOT
+from tfgen import train_lib
+
+TINY = {"hidden_dim": 4, "num_blocks": 1, "output_dim": 8, "input_kernel_size": 3}
+TINY_FLAG = ",".join(f"{k}={v}" for k, v in TINY.items())
+
+
+def _config(**overrides):
+  base = dict(model="pixelcnn", hparams=dict(TINY), dataset="digits", batch_size=32,
+              train_steps=12, checkpoint_every=4, num_samples=4, verbose=0, seed=3)
+  base.update(overrides)
+  return train_lib.TrainConfig(**base)
+
+
+def _weights(workdir):
+  return keras.models.load_model(os.path.join(workdir, "model.keras")).get_weights()
+
+
+def _run_main(args, **kwargs):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
+  return subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "train_main.py")] + args,
+                          cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_train_and_evaluate_writes_artifacts(tmp_path):
+  metrics = train_lib.train_and_evaluate(_config(), str(tmp_path))
+  for name in ("config.json", "metrics.json", "samples.png", "model.keras", "checkpoints",
+               "tensorboard"):
+    assert (tmp_path / name).exists(), name
+  saved = json.loads((tmp_path / "metrics.json").read_text())
+  assert saved == metrics
+  assert metrics["train_steps"] == 12 and metrics["dataset"] == "digits"
+  assert metrics["model"] == "pixelcnn" and metrics["train_seconds"] > 0
+  assert metrics["test_nll_nats"] > 0
+  assert metrics["test_bits_per_dim"] == pytest.approx(
+      metrics["test_nll_nats"] / (64 * np.log(2)), rel=1e-5)
+  events = [f for _, _, fs in os.walk(tmp_path / "tensorboard") for f in fs]
+  assert any("tfevents" in f for f in events)
+
+
+def test_resume_ends_where_an_uninterrupted_run_would(tmp_path):
+  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+  train_lib.train_and_evaluate(_config(train_steps=12), straight)
+  train_lib.train_and_evaluate(_config(train_steps=8), resumed)
+  metrics = train_lib.train_and_evaluate(_config(train_steps=12), resumed)
+  assert metrics["train_steps"] == 12
+  for a, b in zip(_weights(straight), _weights(resumed)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_resume_refuses_a_different_configuration(tmp_path):
+  train_lib.train_and_evaluate(_config(train_steps=4), str(tmp_path))
+  with pytest.raises(ValueError, match="different configuration.*learning_rate"):
+    train_lib.train_and_evaluate(_config(train_steps=8, learning_rate=0.5), str(tmp_path))
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+  config = _config(learning_rate=1e9, train_steps=50, checkpoint_every=1)
+  with pytest.raises(train_lib.NonFiniteLossError, match="NaN or infinite.*last good"):
+    train_lib.train_and_evaluate(config, str(tmp_path))
+  import tensorflow as tf
+  latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+  assert latest is not None
+  reader = tf.train.load_checkpoint(latest)
+  for name in reader.get_variable_to_shape_map():
+    value = reader.get_tensor(name)
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
+      assert np.isfinite(value).all(), name
+
+
+def test_bad_configuration_messages(tmp_path):
+  with pytest.raises(ValueError, match="Available models"):
+    train_lib.train_and_evaluate(_config(model="nope"), str(tmp_path))
+  with pytest.raises(ValueError, match="needs class labels"):
+    train_lib.train_and_evaluate(
+        _config(dataset="npz:" + os.path.join(os.path.dirname(REPO_ROOT), "shared", "data",
+                                              "binarized_mnist.npz"), conditional=True),
+        str(tmp_path / "b"))
+  with pytest.raises(ValueError, match="fewer than one batch"):
+    train_lib.train_and_evaluate(_config(batch_size=5000), str(tmp_path / "c"))
+
+
+def test_train_main_end_to_end_and_resume_after_sigkill(tmp_path):
+  model_dir = str(tmp_path / "run")
+  args = ["--dataset=digits", f"--hparams={TINY_FLAG}", "--batch_size=32",
+          "--train_steps=150", "--checkpoint_every=5", "--num_samples=4", "--verbose=0",
+          f"--model_dir={model_dir}", "--seed=5"]
+  proc = _run_main(args)
+  checkpoints = os.path.join(model_dir, "checkpoints")
+  deadline = time.time() + 120
+  while time.time() < deadline and proc.poll() is None:
+    if os.path.exists(os.path.join(checkpoints, "checkpoint")):
+      break
+    time.sleep(0.05)
+  assert proc.poll() is None, proc.communicate()
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  assert not os.path.exists(os.path.join(model_dir, "metrics.json"))
+
+  out, err = _run_main(args).communicate(timeout=300)
+  assert "Resuming from" in err, err[-2000:]
+  metrics = json.load(open(os.path.join(model_dir, "metrics.json")))
+  assert metrics["train_steps"] == 150
+  assert "samples.png" in out and os.path.getsize(os.path.join(model_dir, "samples.png")) > 0
+
+  # The killed-and-resumed run ends with the weights of an uninterrupted one.
+  straight = str(tmp_path / "straight")
+  train_lib.train_and_evaluate(_config(batch_size=32, train_steps=150, checkpoint_every=5,
+                                       num_samples=4, seed=5), straight)
+  for a, b in zip(_weights(straight), _weights(model_dir)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_train_main_reports_errors_in_one_paragraph(tmp_path):
+  proc = _run_main(["--dataset=npz:/no/such/file.npz", f"--model_dir={tmp_path}"])
+  out, err = proc.communicate(timeout=120)
+  assert proc.returncode == 1
+  assert "Error: npz:/no/such/file.npz: no such file" in err
+  assert "Traceback" not in err
+  proc = _run_main(["--hparams=hidden_dim", f"--model_dir={tmp_path}"])
+  _, err = proc.communicate(timeout=120)
+  assert proc.returncode == 1 and "key=value" in err and "Traceback" not in err
