@@ -36,7 +36,11 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 _EPOCHS = flags.DEFINE_float("epochs", 30.0, "Passes over the training split.")
 _TRAIN_STEPS = flags.DEFINE_integer(
     "train_steps", 0, "Optimizer steps; overrides --epochs when positive.")
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 1e-3, "Adam learning rate.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 3e-3, "Adam (peak) learning rate.")
+_LR_SCHEDULE = flags.DEFINE_enum("lr_schedule", "cosine", ["cosine", "constant"],
+                                 "cosine: decay to zero over the run; constant.")
+_MAX_TRAIN_SECONDS = flags.DEFINE_float(
+    "max_train_seconds", 0.0, "Stop training after this many seconds (0: no limit).")
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Output directory (default runs/MODEL-DATASET). An existing run "
     "there is resumed.")
@@ -62,7 +66,8 @@ def main(argv):
         binarize=_BINARIZE.value, random_flip=_RANDOM_FLIP.value,
         conditional=_CONDITIONAL.value, download=_DOWNLOAD.value,
         batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value, train_steps=_TRAIN_STEPS.value,
-        learning_rate=_LEARNING_RATE.value, seed=_SEED.value,
+        learning_rate=_LEARNING_RATE.value, lr_schedule=_LR_SCHEDULE.value,
+        max_train_seconds=_MAX_TRAIN_SECONDS.value, seed=_SEED.value,
         num_samples=_NUM_SAMPLES.value, strategy=_STRATEGY.value,
         checkpoint_every=_CHECKPOINT_EVERY.value, verbose=_VERBOSE.value)
     model_dir = _MODEL_DIR.value or os.path.join(

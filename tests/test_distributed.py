@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfgen import models
+from tfgen import train_lib
 
 TINY = dict(hidden_dim=6, num_blocks=1, output_dim=12, input_kernel_size=3)
 
@@ -38,11 +39,11 @@ def batch():
 
 
 def _strategies():
-  cpus = tf.config.list_logical_devices("CPU")
-  assert len(cpus) >= 2, "conftest.py should split the CPU into two logical devices"
-  mirrored = tf.distribute.MirroredStrategy([cpus[0].name, cpus[1].name])
-  assert mirrored.num_replicas_in_sync == 2
-  return tf.distribute.OneDeviceStrategy(cpus[0].name), mirrored
+  # The library's own factory: with conftest's two logical CPUs, "mirrored" has two
+  # replicas. (Strategies are shared per process; see train_lib.make_strategy.)
+  mirrored = train_lib.make_strategy("mirrored")
+  assert mirrored.num_replicas_in_sync == 2, "conftest.py should split the CPU in two"
+  return train_lib.make_strategy("one_device"), mirrored
 
 
 @pytest.mark.parametrize("cls", [models.PixelCNN])

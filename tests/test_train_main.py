@@ -54,9 +54,11 @@ def test_train_and_evaluate_writes_artifacts(tmp_path):
 
 def test_resume_ends_where_an_uninterrupted_run_would(tmp_path):
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-  train_lib.train_and_evaluate(_config(train_steps=12), straight)
-  train_lib.train_and_evaluate(_config(train_steps=8), resumed)
-  metrics = train_lib.train_and_evaluate(_config(train_steps=12), resumed)
+  # A constant rate: with cosine decay, extending train_steps changes the schedule.
+  constant = dict(lr_schedule="constant")
+  train_lib.train_and_evaluate(_config(train_steps=12, **constant), straight)
+  train_lib.train_and_evaluate(_config(train_steps=8, **constant), resumed)
+  metrics = train_lib.train_and_evaluate(_config(train_steps=12, **constant), resumed)
   assert metrics["train_steps"] == 12
   for a, b in zip(_weights(straight), _weights(resumed)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
@@ -80,6 +82,16 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     value = reader.get_tensor(name)
     if isinstance(value, np.ndarray) and value.dtype.kind == "f":
       assert np.isfinite(value).all(), name
+
+
+def test_max_train_seconds_stops_early_with_a_checkpoint(tmp_path):
+  metrics = train_lib.train_and_evaluate(
+      _config(train_steps=100000, max_train_seconds=2.0, num_samples=0), str(tmp_path))
+  assert 0 < metrics["train_steps"] < 100000
+  assert metrics["train_seconds"] < 30
+  import tensorflow as tf
+  latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
+  assert latest.endswith(f"ckpt-{metrics['train_steps']}")
 
 
 def test_bad_configuration_messages(tmp_path):
