@@ -36,7 +36,7 @@ _BATCH_SIZE = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 _EPOCHS = flags.DEFINE_float("epochs", 30.0, "Passes over the training split.")
 _TRAIN_STEPS = flags.DEFINE_integer(
     "train_steps", 0, "Optimizer steps; overrides --epochs when positive.")
-_LEARNING_RATE = flags.DEFINE_float("learning_rate", 3e-3, "Adam (peak) learning rate.")
+_LEARNING_RATE = flags.DEFINE_float("learning_rate", 2e-3, "Adam (peak) learning rate.")
 _LR_SCHEDULE = flags.DEFINE_enum("lr_schedule", "cosine", ["cosine", "constant"],
                                  "cosine: decay to zero over the run; constant.")
 _MAX_TRAIN_SECONDS = flags.DEFINE_float(

@@ -36,7 +36,7 @@ _HPARAMS = flags.DEFINE_string("hparams", "", "Model hyper-parameters, key=value
 _EPOCHS = flags.DEFINE_float("epochs", 1.0, "Epochs (0 with --max_train_seconds).")
 _MAX_SECONDS = flags.DEFINE_float("max_train_seconds", 0.0, "Wall-clock training budget.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
-_LR = flags.DEFINE_float("learning_rate", 3e-3, "Peak learning rate.")
+_LR = flags.DEFINE_float("learning_rate", 2e-3, "Peak learning rate.")
 _SCHEDULE = flags.DEFINE_string("lr_schedule", "cosine", "cosine or constant.")
 _SAMPLE_BATCH = flags.DEFINE_integer("sample_batch", 16, "Images sampled for timing.")
 _PIPELINE_BATCHES = flags.DEFINE_integer("pipeline_batches", 300,

@@ -50,8 +50,9 @@ def test_causality_check_fails_on_colour_blind_mask():
   # Mask-B layers built for grayscale on an RGB model: the R features read the G and B
   # features of the same pixel, which have seen R (and G).
   model = checks.randomize(models.build("pixelcnn", (3, 3, 3), 4, **TINY))
-  for layer in model._flatten_layers():
-    if isinstance(layer, layers.MaskedConv2D) and layer.mask_type == "B":
+  convs = [model.input_conv, *model.output_convs] + [c for block in model.blocks for c in block]
+  for layer in convs:
+    if layer.mask_type == "B":
       layer.mask = layers.causal_mask(layer.kernel_size, layer.mask.shape[2], layer.filters,
                                       layer.mask_type, num_colors=1)
   leaks = checks.causality_leaks(model, _random_images(model))

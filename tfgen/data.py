@@ -72,10 +72,6 @@ class DatasetInfo:
   split_sizes: dict
   label_names: tuple | None = None
 
-  @property
-  def num_subpixels(self):
-    return int(np.prod(self.image_shape))
-
 
 @dataclasses.dataclass(frozen=True)
 class Preprocessing:

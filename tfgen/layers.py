@@ -100,6 +100,61 @@ class MaskedConv2D(keras.layers.Conv2D):
     config.update(mask_type=self.mask_type, num_colors=self.num_colors)
     return config
 
+  # ---- incremental evaluation (cached sampling) -----------------------------------
+  #
+  # A causal kxk convolution at (i, j) splits into a *vertical* part, rows i-ph..i-1,
+  # which are final once row i starts, and a *horizontal* part, row i up to column j.
+  # Caching the last ph rows of the layer's input and the current row makes the cost
+  # of one position independent of the image size (Ramachandran et al. 2017).
+
+  @property
+  def cache_padding(self):
+    """`(ph, pw)`: rows above and columns either side that a position reads."""
+    return self.kernel_size[0] // 2, self.kernel_size[1] // 2
+
+  def _masked_kernel(self):
+    return self.kernel * tf.constant(self.mask, self.kernel.dtype)  # [kh, kw, F_in, F_out]
+
+  def pointwise(self, x):
+    """A 1x1 layer at one position: `[B, F_in]` -> `[B, F_out]`."""
+    if self.kernel_size != (1, 1):
+      raise ValueError(f"pointwise() needs a 1x1 layer, {self.name} is {self.kernel_size}.")
+    out = tf.matmul(x, self._masked_kernel()[0, 0])
+    return out + self.bias if self.use_bias else out
+
+  def vertical(self, rows):
+    """Contribution of the rows above to a whole row.
+
+    Args:
+      rows: `[B, ph, W + 2 pw, F_in]`, the layer's input on the ph rows above, zero
+        padded left and right.
+
+    Returns:
+      `[B, W, F_out]`, without the bias.
+    """
+    ph, _ = self.cache_padding
+    if ph == 0:
+      return None
+    kernel = self._masked_kernel()[:ph]  # [ph, kw, F_in, F_out]
+    return tf.nn.conv2d(rows, kernel, strides=1, padding="VALID")[:, 0]
+
+  def horizontal(self, row, j):
+    """Contribution of the current row, columns j-pw..j, plus the bias.
+
+    Args:
+      row: `[B, W + 2 pw, F_in]`, the layer's input on the current row, zero padded;
+        columns after j are ignored (masked).
+      j: int32 scalar column.
+
+    Returns:
+      `[B, F_out]`.
+    """
+    ph, pw = self.cache_padding
+    kernel = self._masked_kernel()[ph, :pw + 1]  # [pw+1, F_in, F_out]
+    window = tf.slice(row, tf.stack([0, j, 0]), tf.stack([-1, pw + 1, -1]))  # [B, pw+1, F_in]
+    out = tf.einsum("bwf,wfo->bo", window, kernel)
+    return out + self.bias if self.use_bias else out
+
 
 @keras.saving.register_keras_serializable(package="tfgen")
 class ClassBias(keras.layers.Layer):
@@ -121,7 +176,9 @@ class ClassBias(keras.layers.Layer):
 
   def call(self, features, labels):
     bias = self.embedding(labels)  # [B, F]
-    return features + bias[:, None, None, :]  # [B, H, W, F]
+    # Broadcast over the spatial axes of [B, ..., F]: maps and single positions alike.
+    shape = [-1] + [1] * (features.shape.rank - 2) + [self.filters]
+    return features + tf.reshape(bias, shape)
 
   def get_config(self):
     config = super().get_config()

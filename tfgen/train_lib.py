@@ -81,7 +81,7 @@ class TrainConfig:
   batch_size: int = 64
   epochs: float = 30.0
   train_steps: int = 0
-  learning_rate: float = 3e-3
+  learning_rate: float = 2e-3
   lr_schedule: str = "cosine"
   max_train_seconds: float = 0.0
   seed: int = 0

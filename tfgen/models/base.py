@@ -97,7 +97,7 @@ class AutoregressiveModel(HParamsMixin, keras.Model):
     self.nll_tracker = keras.metrics.Mean(name="nll")
     self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
     self._log_prob_fn = None
-    self._fill_fn = None
+    self._fill_fns = {}
 
   @property
   def num_subpixels(self):
@@ -201,7 +201,10 @@ class AutoregressiveModel(HParamsMixin, keras.Model):
 
   # ---- sampling ---------------------------------------------------------------------
 
-  def sample(self, num, seed=None, labels=None, noise=None, progress=False):
+  # Models with a cached incremental sampler set this and define `incremental_fill`.
+  supports_fast_sampling = False
+
+  def sample(self, num, seed=None, labels=None, noise=None, progress=False, fast=None):
     """Draws images pixel by pixel, channel by channel.
 
     The whole loop runs inside one compiled graph (`tf.while_loop`); with
@@ -215,13 +218,24 @@ class AutoregressiveModel(HParamsMixin, keras.Model):
       noise: optional float `[B, H, W, C]` uniform noise in [0, 1) to use instead of
         a seed (inverse-CDF sampling; see `tfgen.sampling`).
       progress: show a progress bar.
+      fast: use the cached incremental sampler (the default where the model has one;
+        cost linear in the number of pixels). False reruns the whole network for every
+        subpixel (quadratic); both return the same images for the same noise.
 
     Returns:
       int32 `[B, H, W, C]` levels in `[0, K)`.
+
+    Raises:
+      ValueError: for bad `num`, `labels` or `noise`, or `fast=True` on a model
+        without a cached sampler.
     """
     num = int(num)
     if num < 1:
       raise ValueError(f"num must be a positive number of images, got {num}.")
+    if fast is None:
+      fast = self.supports_fast_sampling
+    elif fast and not self.supports_fast_sampling:
+      raise ValueError(f"Model {self.name!r} has no cached sampler; use fast=False.")
     labels = self._check_labels(labels, num)
     shape = (num,) + self.image_shape
     if noise is None:
@@ -232,22 +246,27 @@ class AutoregressiveModel(HParamsMixin, keras.Model):
     noise = tf.convert_to_tensor(noise, tf.float32)
     if tuple(noise.shape) != shape:
       raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}.")
-    if self._fill_fn is None:
-      self._fill_fn = tf.function(self._fill, reduce_retracing=True)
+    fill = self._fill_fns.get(bool(fast))
+    if fill is None:
+      fill = tf.function(self.incremental_fill if fast else self._naive_fill,
+                         reduce_retracing=True)
+      self._fill_fns[bool(fast)] = fill
     images = tf.zeros(shape, tf.int32)
-    height, width, channels = self.image_shape
+    height = self.image_shape[0]
     if not progress:
-      return self._fill_fn(images, noise, labels, tf.constant(0), tf.constant(self.num_subpixels))
+      return fill(images, noise, labels, tf.constant(0), tf.constant(height))
     bar = keras.utils.Progbar(height, unit_name="row")
-    row = width * channels
     for i in range(height):
-      images = self._fill_fn(images, noise, labels, tf.constant(i * row), tf.constant((i + 1) * row))
+      images = fill(images, noise, labels, tf.constant(i), tf.constant(i + 1))
       bar.update(i + 1)
     return images
 
-  def _fill(self, images, noise, labels, start, stop):
+  def _naive_fill(self, images, noise, labels, row_start, row_stop):
+    """Samples rows `row_start .. row_stop-1`, one full network pass per subpixel."""
     params_fn = lambda x: self(self._inputs(x, labels), training=False)
-    return sampling.fill_subpixels(params_fn, self.head, images, noise, start, stop)
+    per_row = self.image_shape[1] * self.image_shape[2]
+    return sampling.fill_subpixels(params_fn, self.head, images, noise,
+                                   row_start * per_row, row_stop * per_row)
 
   # ---- training ---------------------------------------------------------------------
 
