@@ -38,6 +38,7 @@ _MAX_SECONDS = flags.DEFINE_float("max_train_seconds", 0.0, "Wall-clock training
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 _LR = flags.DEFINE_float("learning_rate", 2e-3, "Peak learning rate.")
 _SCHEDULE = flags.DEFINE_string("lr_schedule", "cosine", "cosine or constant.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of initialization and data order.")
 _SAMPLE_BATCH = flags.DEFINE_integer("sample_batch", 16, "Images sampled for timing.")
 _PIPELINE_BATCHES = flags.DEFINE_integer("pipeline_batches", 300,
                                          "Batches drawn to time the input pipeline.")
@@ -55,7 +56,7 @@ def main(argv):
       model=_MODEL.value, hparams=hparams_parser.parse(_HPARAMS.value),
       dataset=f"npz:{_DATA.value}", batch_size=_BATCH.value, epochs=epochs,
       learning_rate=_LR.value, lr_schedule=_SCHEDULE.value,
-      max_train_seconds=_MAX_SECONDS.value, num_samples=0, verbose=2,
+      max_train_seconds=_MAX_SECONDS.value, num_samples=0, verbose=2, seed=_SEED.value,
       checkpoint_every=500)
   data = train_lib.load_data(config)
   stream = iter(data.dataset("train", config.batch_size, training=True))
@@ -85,6 +86,7 @@ def main(argv):
       "max_train_seconds": _MAX_SECONDS.value,
       "learning_rate": config.learning_rate,
       "lr_schedule": config.lr_schedule,
+      "seed": config.seed,
       "pipeline_images_per_second": round(pipeline_rate, 1),
       "train_images_per_second": round(metrics["train_images_per_second"], 1),
       "train_seconds": round(metrics["train_seconds"], 1),

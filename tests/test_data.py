@@ -63,7 +63,6 @@ def test_digits_info(digits):
   info = digits.info
   assert info.name == "digits"
   assert info.image_shape == (8, 8, 1)
-  assert info.num_subpixels == 64
   assert info.num_levels == 17
   assert info.num_classes == 10
   assert info.label_names == tuple(str(d) for d in range(10))

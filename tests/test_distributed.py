@@ -8,7 +8,7 @@ import tensorflow as tf
 from tfgen import models
 from tfgen import train_lib
 
-TINY = dict(hidden_dim=6, num_blocks=1, output_dim=12, input_kernel_size=3)
+TINY = dict(hidden_dim=6, num_blocks=1, output_dim=12, input_kernel_size=3, kernel_size=3)
 
 
 class _UnscaledLossPixelCNN(models.PixelCNN):

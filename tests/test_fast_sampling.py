@@ -8,7 +8,7 @@ import likelihood_checks as checks
 from tfgen import layers
 from tfgen import models
 
-SMALL = dict(hidden_dim=6, num_blocks=2, output_dim=12, input_kernel_size=3)
+SMALL = dict(hidden_dim=6, num_blocks=2, output_dim=12, input_kernel_size=3, kernel_size=3)
 
 
 @pytest.mark.parametrize("shape,levels,classes,hparams", [

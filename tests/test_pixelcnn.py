@@ -9,7 +9,7 @@ import likelihood_checks as checks
 from tfgen import layers
 from tfgen import models
 
-TINY = dict(hidden_dim=6, num_blocks=2, output_dim=12, input_kernel_size=3)
+TINY = dict(hidden_dim=6, num_blocks=2, output_dim=12, input_kernel_size=3, kernel_size=3)
 
 
 def _random_images(model, seed=0):
@@ -127,7 +127,8 @@ def test_conditional_sampling_uses_label():
 def test_overfits_a_few_images():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 2, (4, 6, 6, 1)).astype(np.uint8)
-  model = models.build("pixelcnn", (6, 6, 1), 2, hidden_dim=16, num_blocks=2, output_dim=32)
+  model = models.build("pixelcnn", (6, 6, 1), 2, hidden_dim=16, num_blocks=2, output_dim=32,
+                       kernel_size=3)
   model.compile(keras.optimizers.Adam(1e-2))
   before = model.evaluate(images, batch_size=4, verbose=0, return_dict=True)["bits_per_dim"]
   model.fit(images, batch_size=4, epochs=250, verbose=0)

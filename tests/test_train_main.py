@@ -14,7 +14,8 @@ import pytest
 from conftest import REPO_ROOT
 from tfgen import train_lib
 
-TINY = {"hidden_dim": 4, "num_blocks": 1, "output_dim": 8, "input_kernel_size": 3}
+TINY = {"hidden_dim": 4, "num_blocks": 1, "output_dim": 8, "input_kernel_size": 3,
+        "kernel_size": 3}
 TINY_FLAG = ",".join(f"{k}={v}" for k, v in TINY.items())
 
 
