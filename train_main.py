@@ -47,8 +47,17 @@ _MODEL_DIR = flags.DEFINE_string(
 _SEED = flags.DEFINE_integer("seed", 0, "Random seed.")
 _NUM_SAMPLES = flags.DEFINE_integer("num_samples", 64, "Images to sample at the end.")
 _STRATEGY = flags.DEFINE_enum(
-    "strategy", "mirrored", ["mirrored", "one_device"],
-    "mirrored: all local GPUs (the CPU when there are none); one_device: one device.")
+    "strategy", "mirrored", ["mirrored", "one_device", "multi_worker"],
+    "mirrored: all local GPUs (the CPU when there are none); one_device: one device; "
+    "multi_worker: several processes or machines (TF_CONFIG, or --worker_hosts and "
+    "--task_index).")
+_WORKER_HOSTS = flags.DEFINE_list(
+    "worker_hosts", [], "multi_worker: host:port of every worker, the same on every worker.")
+_TASK_INDEX = flags.DEFINE_integer(
+    "task_index", None, "multi_worker: this worker's index in --worker_hosts (0: chief).")
+_MIXED_PRECISION = flags.DEFINE_enum(
+    "mixed_precision", "none", ["none", "mixed_float16", "mixed_bfloat16"],
+    "Compute in 16-bit floats; the pixel distribution stays float32.")
 _CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
 _VERBOSE = flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bars, 2 one line per epoch.")
 
@@ -69,6 +78,8 @@ def main(argv):
         learning_rate=_LEARNING_RATE.value, lr_schedule=_LR_SCHEDULE.value,
         max_train_seconds=_MAX_TRAIN_SECONDS.value, seed=_SEED.value,
         num_samples=_NUM_SAMPLES.value, strategy=_STRATEGY.value,
+        worker_hosts=tuple(_WORKER_HOSTS.value), task_index=_TASK_INDEX.value,
+        mixed_precision=_MIXED_PRECISION.value,
         checkpoint_every=_CHECKPOINT_EVERY.value, verbose=_VERBOSE.value)
     model_dir = _MODEL_DIR.value or os.path.join(
         "runs", f"{config.model}-{config.dataset.replace(':', '_').replace('/', '_')}")

@@ -65,3 +65,23 @@ def test_parity_check_catches_unscaled_loss(batch):
   _, w_one = _train(one, _UnscaledLossPixelCNN, weights, *batch)
   _, w_two = _train(two, _UnscaledLossPixelCNN, weights, *batch)
   assert not all(np.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(w_one, w_two))
+
+
+def test_mixed_precision_keeps_the_likelihood_in_float32():
+  from tfgen import data
+  info = data.DatasetInfo("tiny", (5, 5, 1), 3, None, {"train": 8})
+  mixed = train_lib.build_model(
+      train_lib.TrainConfig(hparams=dict(TINY), mixed_precision="mixed_bfloat16"), info)
+  assert keras.mixed_precision.global_policy().name == "float32"  # Restored after build.
+  assert mixed.input_conv.compute_dtype == "bfloat16"
+  assert mixed.output_convs[-1].compute_dtype == "float32"
+  exact = train_lib.build_model(train_lib.TrainConfig(hparams=dict(TINY)), info)
+  exact.set_weights(mixed.get_weights())
+  x = np.random.default_rng(0).integers(0, 3, (8, 5, 5, 1)).astype(np.uint8)
+  log_p = mixed.log_prob(x)
+  assert log_p.dtype == tf.float32
+  np.testing.assert_allclose(log_p, exact.log_prob(x), rtol=2e-2)
+  mixed.compile()
+  history = mixed.fit(x, batch_size=4, epochs=2, verbose=0).history
+  assert np.isfinite(history["loss"]).all()
+  assert mixed.sample(2, seed=0).shape == (2, 5, 5, 1)

@@ -113,13 +113,17 @@ class MaskedConv2D(keras.layers.Conv2D):
     return self.kernel_size[0] // 2, self.kernel_size[1] // 2
 
   def _masked_kernel(self):
-    return self.kernel * tf.constant(self.mask, self.kernel.dtype)  # [kh, kw, F_in, F_out]
+    # The incremental path runs outside Keras's autocast: it computes in the
+    # variables' dtype (float32), whatever the layer's mixed-precision policy.
+    kernel = tf.convert_to_tensor(self.kernel)
+    return kernel * tf.constant(self.mask, kernel.dtype)  # [kh, kw, F_in, F_out]
 
   def pointwise(self, x):
     """A 1x1 layer at one position: `[B, F_in]` -> `[B, F_out]`."""
     if self.kernel_size != (1, 1):
       raise ValueError(f"pointwise() needs a 1x1 layer, {self.name} is {self.kernel_size}.")
-    out = tf.matmul(x, self._masked_kernel()[0, 0])
+    kernel = self._masked_kernel()
+    out = tf.matmul(tf.cast(x, kernel.dtype), kernel[0, 0])
     return out + self.bias if self.use_bias else out
 
   def vertical(self, rows):
@@ -136,7 +140,7 @@ class MaskedConv2D(keras.layers.Conv2D):
     if ph == 0:
       return None
     kernel = self._masked_kernel()[:ph]  # [ph, kw, F_in, F_out]
-    return tf.nn.conv2d(rows, kernel, strides=1, padding="VALID")[:, 0]
+    return tf.nn.conv2d(tf.cast(rows, kernel.dtype), kernel, strides=1, padding="VALID")[:, 0]
 
   def horizontal(self, row, j):
     """Contribution of the current row, columns j-pw..j, plus the bias.
@@ -152,7 +156,7 @@ class MaskedConv2D(keras.layers.Conv2D):
     ph, pw = self.cache_padding
     kernel = self._masked_kernel()[ph, :pw + 1]  # [pw+1, F_in, F_out]
     window = tf.slice(row, tf.stack([0, j, 0]), tf.stack([-1, pw + 1, -1]))  # [B, pw+1, F_in]
-    out = tf.einsum("bwf,wfo->bo", window, kernel)
+    out = tf.einsum("bwf,wfo->bo", tf.cast(window, kernel.dtype), kernel)
     return out + self.bias if self.use_bias else out
 
 
@@ -175,7 +179,7 @@ class ClassBias(keras.layers.Layer):
     self.embedding = keras.layers.Embedding(num_classes, filters, embeddings_initializer="zeros")
 
   def call(self, features, labels):
-    bias = self.embedding(labels)  # [B, F]
+    bias = tf.cast(self.embedding(labels), features.dtype)  # [B, F]
     # Broadcast over the spatial axes of [B, ..., F]: maps and single positions alike.
     shape = [-1] + [1] * (features.shape.rank - 2) + [self.filters]
     return features + tf.reshape(bias, shape)

@@ -32,7 +32,8 @@ from tfgen import data as data_lib
 from tfgen import images as images_lib
 from tfgen import models
 
-STRATEGIES = ("mirrored", "one_device")
+STRATEGIES = ("mirrored", "one_device", "multi_worker")
+MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 
 
 @dataclasses.dataclass
@@ -62,7 +63,13 @@ class TrainConfig:
       time; 0 means no limit. A run stopped this way is not bitwise reproducible.
     seed: seed of the initialization, data order and sampling.
     num_samples: images to sample at the end.
-    strategy: "mirrored" (all local GPUs, else the CPU) or "one_device".
+    strategy: "mirrored" (all local GPUs, else the CPU), "one_device", or
+      "multi_worker" (MultiWorkerMirroredStrategy over several processes or machines,
+      configured by TF_CONFIG or by `worker_hosts` and `task_index`).
+    worker_hosts: "host:port" of every worker, the same list on every worker.
+    task_index: this worker's index in `worker_hosts` (0 is the chief).
+    mixed_precision: "none", "mixed_float16" or "mixed_bfloat16"; the pixel
+      distribution and its log-likelihood stay in float32.
     checkpoint_every: steps between checkpoints (at most that much work is lost).
     eval_batch_size: batch size of evaluation.
     verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
@@ -87,6 +94,9 @@ class TrainConfig:
   seed: int = 0
   num_samples: int = 64
   strategy: str = "mirrored"
+  worker_hosts: tuple = ()
+  task_index: int | None = None
+  mixed_precision: str = "none"
   checkpoint_every: int = 200
   eval_batch_size: int = 256
   verbose: int = 1
@@ -94,7 +104,7 @@ class TrainConfig:
   # Fields that may change between a run and its resumption.
   RESUMABLE_CHANGES = ("epochs", "train_steps", "num_samples", "checkpoint_every",
                        "eval_batch_size", "verbose", "download", "data_dir", "strategy",
-                       "max_train_seconds")
+                       "max_train_seconds", "task_index", "worker_hosts")
 
   def validate(self):
     """Raises ValueError with a readable message for a bad configuration."""
@@ -113,6 +123,17 @@ class TrainConfig:
          f"max_train_seconds must be >= 0, got {self.max_train_seconds}."),
         (self.strategy in STRATEGIES,
          f"strategy must be one of {STRATEGIES}, got {self.strategy!r}."),
+        (self.mixed_precision in MIXED_PRECISION,
+         f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}."),
+        (not (self.max_train_seconds and self.strategy == "multi_worker"),
+         "max_train_seconds cannot be used with multi_worker: each worker's clock would "
+         "decide alone when to stop, and the others would wait for it forever."),
+        (not self.worker_hosts or self.strategy == "multi_worker",
+         "worker_hosts is only used with strategy='multi_worker'."),
+        (not self.worker_hosts or (self.task_index is not None and
+                                   0 <= self.task_index < len(self.worker_hosts)),
+         f"With worker_hosts, task_index must index that list (0 .. "
+         f"{len(self.worker_hosts) - 1}), got {self.task_index}."),
     ]
     for ok, message in checks:
       if not ok:
@@ -132,25 +153,59 @@ class NonFiniteLossError(RuntimeError):
 _STRATEGY_CACHE = {}
 
 
-def make_strategy(name):
+def make_strategy(name, worker_hosts=(), task_index=None):
   """The `tf.distribute` strategy called `name` (see `STRATEGIES`), one per process.
 
   Each MirroredStrategy numbers its collective operations from the same starting key,
   so a second instance over the same devices collides with the first's collectives
   (a shape-mismatch abort when two different models train in one process). Reusing
-  one instance per name keeps the keys unique.
+  one instance per configuration keeps the keys unique.
+
+  "multi_worker" must be created before any other TensorFlow operation runs in the
+  process (collective ops are configured at start-up); `train_and_evaluate` does so.
+
+  Args:
+    name: one of `STRATEGIES`.
+    worker_hosts: for "multi_worker": every worker's "host:port". Empty: read the
+      cluster from the TF_CONFIG environment variable (a single local worker if unset).
+    task_index: for "multi_worker" with `worker_hosts`: this worker's index.
   """
   if name not in STRATEGIES:
     raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}.")
-  if name not in _STRATEGY_CACHE:
+  key = (name, tuple(worker_hosts), task_index)
+  if key not in _STRATEGY_CACHE:
     if name == "mirrored":
       # All visible GPUs; with none, MirroredStrategy runs on the CPU.
       strategy = tf.distribute.MirroredStrategy()
-    else:
+    elif name == "one_device":
       device = "/gpu:0" if tf.config.list_logical_devices("GPU") else "/cpu:0"
       strategy = tf.distribute.OneDeviceStrategy(device)
-    _STRATEGY_CACHE[name] = strategy
-  return _STRATEGY_CACHE[name]
+    else:
+      resolver = None
+      if worker_hosts:
+        resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
+            tf.train.ClusterSpec({"worker": list(worker_hosts)}), task_type="worker",
+            task_id=int(task_index), rpc_layer="grpc")
+      strategy = tf.distribute.MultiWorkerMirroredStrategy(cluster_resolver=resolver)
+    _STRATEGY_CACHE[key] = strategy
+  return _STRATEGY_CACHE[key]
+
+
+def is_chief(strategy):
+  """Whether this process writes checkpoints, summaries and outputs."""
+  return strategy.extended.should_checkpoint
+
+
+def _sharded(dataset):
+  """Shards by data: each worker keeps its slice of every global batch.
+
+  The order of global batches is then the same as in one process, whatever the number
+  of workers (file-based sharding would reorder them, and in-memory sources have no
+  files).
+  """
+  options = tf.data.Options()
+  options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+  return dataset.with_options(options)
 
 
 def load_data(config):
@@ -170,8 +225,15 @@ def build_model(config, info):
           f"conditional=True needs class labels, but dataset {info.name!r} has none. "
           "Drop --conditional or use a labelled dataset.")
     num_classes = info.num_classes
-  return models.build(config.model, image_shape=info.image_shape,
-                      num_levels=info.num_levels, num_classes=num_classes, **config.hparams)
+  previous = keras.mixed_precision.global_policy()
+  if config.mixed_precision != "none":
+    keras.mixed_precision.set_global_policy(config.mixed_precision)
+  try:
+    return models.build(config.model, image_shape=info.image_shape,
+                        num_levels=info.num_levels, num_classes=num_classes,
+                        **config.hparams)
+  finally:  # Layers keep the policy they were built with; later builds are unaffected.
+    keras.mixed_precision.set_global_policy(previous)
 
 
 def sample_labels(num, num_classes):
@@ -186,10 +248,10 @@ class _CheckpointAndGuard(keras.callbacks.Callback):
   resumed run counts on from where the last one stopped.
   """
 
-  def __init__(self, manager, every, total, clock, max_seconds=0.0):
+  def __init__(self, manager, every, total, clock, max_seconds=0.0, keep=True):
     super().__init__()
     self.manager, self.every, self.total, self.clock = manager, every, total, clock
-    self.max_seconds = max_seconds
+    self.max_seconds, self.keep = max_seconds, keep
     self.bad_step = None
 
   def on_train_batch_end(self, batch, logs=None):
@@ -203,6 +265,8 @@ class _CheckpointAndGuard(keras.callbacks.Callback):
     if step % self.every == 0 or step >= self.total or out_of_time:
       self.clock.save_elapsed()
       self.manager.save(checkpoint_number=step)
+      if not self.keep:  # A non-chief worker's copy: written, then removed.
+        tf.io.gfile.rmtree(self.manager.directory)
     if step >= self.total or out_of_time:
       self.model.stop_training = True
 
@@ -272,7 +336,7 @@ def _check_resume(config_path, config):
     return
   with open(config_path) as f:
     saved = json.load(f)
-  current = dataclasses.asdict(config)
+  current = json.loads(json.dumps(dataclasses.asdict(config)))  # Tuples as saved: lists.
   changed = sorted(k for k in current if k not in TrainConfig.RESUMABLE_CHANGES
                    and k in saved and saved[k] != current[k])
   if changed:
@@ -282,12 +346,17 @@ def _check_resume(config_path, config):
         "Resume it with the same settings, or pass a new --model_dir to start afresh.")
 
 
-def train_and_evaluate(config, workdir):
+def train_and_evaluate(config, workdir, on_trained=None):
   """Trains `config.model` on `config.dataset`, evaluates, samples, writes `workdir`.
+
+  With strategy "multi_worker", every worker runs this with the same config and
+  workdir (a filesystem they share); only the chief (task 0) writes outputs.
 
   Args:
     config: a `TrainConfig`.
     workdir: output directory; an existing run there is resumed.
+    on_trained: optional callable, given the trained Keras model before evaluation
+      (on every worker), e.g. to inspect or export it in the same process.
 
   Returns:
     The metrics dict also written to `workdir/metrics.json`.
@@ -300,6 +369,9 @@ def train_and_evaluate(config, workdir):
       checkpoint is kept).
   """
   config.validate()
+  # First: a multi-worker strategy must exist before any other TensorFlow op runs.
+  strategy = make_strategy(config.strategy, config.worker_hosts, config.task_index)
+  chief = is_chief(strategy)
   os.makedirs(workdir, exist_ok=True)
   config_path = os.path.join(workdir, "config.json")
   _check_resume(config_path, config)
@@ -310,13 +382,18 @@ def train_and_evaluate(config, workdir):
     raise ValueError(
         f"The training split has {train_size} images, fewer than one batch of "
         f"{config.batch_size}; lower --batch_size.")
+  if config.batch_size % strategy.num_replicas_in_sync:
+    raise ValueError(
+        f"batch_size {config.batch_size} does not split evenly over "
+        f"{strategy.num_replicas_in_sync} replicas; use a multiple of that number.")
   steps_per_epoch = train_size // config.batch_size
   total_steps = config.train_steps or max(1, int(round(config.epochs * steps_per_epoch)))
-  with open(config_path, "w") as f:
-    json.dump(dataclasses.asdict(config), f, indent=2)
+  if chief:  # Atomically: other workers may be reading it.
+    with open(config_path + ".tmp", "w") as f:
+      json.dump(dataclasses.asdict(config), f, indent=2)
+    os.replace(config_path + ".tmp", config_path)
 
   keras.utils.set_random_seed(config.seed)
-  strategy = make_strategy(config.strategy)
   with strategy.scope():
     model = build_model(config, info)
     learning_rate = config.learning_rate
@@ -327,28 +404,34 @@ def train_and_evaluate(config, workdir):
   clock = _Clock()
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
                                    train_seconds=clock.seconds)
-  manager = tf.train.CheckpointManager(checkpoint, os.path.join(workdir, "checkpoints"),
-                                       max_to_keep=3)
-  if manager.latest_checkpoint:
-    checkpoint.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+  # Every worker saves (saving may involve collectives); only the chief's copy is kept,
+  # in workdir/checkpoints, which all workers restore from: workdir must be shared.
+  checkpoint_dir = os.path.join(workdir, "checkpoints")
+  write_dir = checkpoint_dir if chief else os.path.join(
+      workdir, f".worker_{strategy.cluster_resolver.task_id}")
+  manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=3)
+  latest = tf.train.latest_checkpoint(checkpoint_dir)
+  if latest:
+    checkpoint.restore(latest).assert_existing_objects_matched()
   start_step = _step(model)
   if start_step:
-    logging.info("Resuming from %s at step %d of %d.", manager.latest_checkpoint,
-                 start_step, total_steps)
+    logging.info("Resuming from %s at step %d of %d.", latest, start_step, total_steps)
 
   tb_dir = os.path.join(workdir, "tensorboard")
   writer = tf.summary.create_file_writer(os.path.join(tb_dir, "samples"))
   guard = _CheckpointAndGuard(manager, config.checkpoint_every, total_steps, clock,
-                              config.max_train_seconds)
+                              config.max_train_seconds, keep=chief)
   num_epochs = math.ceil(total_steps / steps_per_epoch)
   if start_step < total_steps:
-    train_ds = data.dataset("train", config.batch_size, training=True, seed=config.seed,
-                            start_step=start_step)
-    valid_ds = (data.dataset("valid", config.eval_batch_size)
+    train_ds = _sharded(data.dataset("train", config.batch_size, training=True,
+                                     seed=config.seed, start_step=start_step))
+    valid_ds = (_sharded(data.dataset("valid", config.eval_batch_size))
                 if data.has_split("valid") else None)
-    callbacks = [clock, guard, keras.callbacks.TensorBoard(
-        tb_dir, write_graph=False, update_freq=config.checkpoint_every)]
-    if config.num_samples:
+    callbacks = [clock, guard]
+    if chief:
+      callbacks.append(keras.callbacks.TensorBoard(
+          tb_dir, write_graph=False, update_freq=config.checkpoint_every))
+    if config.num_samples and chief:
       callbacks.append(_SampleSummary(writer, clock, info.num_levels, model.num_classes,
                                       config.seed, every=max(1, num_epochs // 5)))
     model.fit(train_ds, epochs=num_epochs,
@@ -363,22 +446,12 @@ def train_and_evaluate(config, workdir):
         "--learning_rate (or check the data), then run again with a new --model_dir, or "
         "with this one to resume from that checkpoint.")
   steps_done = _step(model)
+  if on_trained is not None:
+    on_trained(model)
 
   eval_split = "test" if data.has_split("test") else "valid"
-  results = model.evaluate(data.dataset(eval_split, config.eval_batch_size),
+  results = model.evaluate(_sharded(data.dataset(eval_split, config.eval_batch_size)),
                            verbose=0, return_dict=True)
-  model.save(os.path.join(workdir, "model.keras"))
-  if config.num_samples:
-    labels = sample_labels(config.num_samples, model.num_classes)
-    samples = model.sample(config.num_samples, seed=config.seed, labels=labels,
-                           progress=config.verbose == 1).numpy()
-    picture = images_lib.grid(samples, info.num_levels, columns=model.num_classes)
-    with open(os.path.join(workdir, "samples.png"), "wb") as f:
-      f.write(images_lib.png_bytes(picture, scale=max(1, 128 // info.image_shape[0])))
-    with writer.as_default():
-      tf.summary.image("final_samples", picture[None], step=steps_done)
-  writer.flush()
-
   metrics = {
       f"{eval_split}_nll_nats": float(results["nll"]),
       f"{eval_split}_bits_per_dim": float(results["bits_per_dim"]),
@@ -393,6 +466,19 @@ def train_and_evaluate(config, workdir):
       "num_levels": info.num_levels,
       "num_replicas": strategy.num_replicas_in_sync,
   }
+  if not chief:
+    return metrics
+  model.save(os.path.join(workdir, "model.keras"))
+  if config.num_samples:
+    labels = sample_labels(config.num_samples, model.num_classes)
+    samples = model.sample(config.num_samples, seed=config.seed, labels=labels,
+                           progress=config.verbose == 1).numpy()
+    picture = images_lib.grid(samples, info.num_levels, columns=model.num_classes)
+    with open(os.path.join(workdir, "samples.png"), "wb") as f:
+      f.write(images_lib.png_bytes(picture, scale=max(1, 128 // info.image_shape[0])))
+    with writer.as_default():
+      tf.summary.image("final_samples", picture[None], step=steps_done)
+  writer.flush()
   with open(os.path.join(workdir, "metrics.json"), "w") as f:
     json.dump(metrics, f, indent=2)
   return metrics

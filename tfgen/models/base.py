@@ -278,6 +278,38 @@ class AutoregressiveModel(HParamsMixin, keras.Model):
           "call compile() without `loss`.")
     super().compile(optimizer=optimizer, **kwargs)
 
+  def train_step(self, data):
+    return self._reducible_logs(super().train_step(data))
+
+  def test_step(self, data):
+    return self._reducible_logs(super().test_step(data))
+
+  def _reducible_logs(self, logs):
+    # Keras (3.15) reduces step logs across a multi-worker cluster with
+    # strategy.reduce("MEAN", v, axis=0), which rejects the scalar metric values every
+    # model returns (tensorflow/tensorflow#72388). The values are already synchronized
+    # (metric states are aggregated across replicas), so shape [1] makes that mean the
+    # value itself, returned as a scalar.
+    strategy = self.distribute_strategy
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+      return logs
+    spec = resolver.cluster_spec()
+    if sum(spec.num_tasks(job) for job in spec.jobs) <= 1:
+      return logs
+    return {key: tf.reshape(value, [1]) for key, value in logs.items()}
+
+  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+    # Keras (3.15) builds a model under a distribution strategy by first reducing one
+    # input batch across replicas (strategy.reduce("MEAN", batch)). Under
+    # MultiWorkerMirroredStrategy that reduce rejects nested inputs such as
+    # {"image", "label"}, so fit() fails before the first step. tfgen models are built
+    # at construction; with the optimizer built too there is nothing to build, so skip
+    # it. (tests/test_multi_worker.py fails loudly if Keras changes this hook.)
+    if self.built and self.optimizer is not None and self.optimizer.built:
+      return
+    super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
   def compile_from_config(self, config):
     """Recompiles a loaded model (with its optimizer) from `get_compile_config()`."""
     config = keras.saving.deserialize_keras_object(config)

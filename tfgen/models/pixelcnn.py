@@ -74,7 +74,10 @@ class PixelCNN(base.AutoregressiveModel):
     self.input_conv = conv(2 * h, hp["input_kernel_size"], mask="A")
     self.blocks = [(conv(h, 1), conv(h, hp["kernel_size"]), conv(2 * h, 1))
                    for _ in range(hp["num_blocks"])]
-    self.output_convs = [conv(hp["output_dim"], 1), conv(self.head.num_params, 1)]
+    # The logits layer computes in float32 under any mixed-precision policy, so the
+    # pixel distribution and its log-likelihood keep full precision.
+    logits = layers.MaskedConv2D(self.head.num_params, 1, num_colors=colors, dtype="float32")
+    self.output_convs = [conv(hp["output_dim"], 1), logits]
     self.class_biases = None
     if self.num_classes is not None:
       widths = [2 * h] + [w for _ in self.blocks for w in (h, h, 2 * h)] + [hp["output_dim"]]
@@ -147,7 +150,9 @@ class PixelCNN(base.AutoregressiveModel):
 
     def record(layer, h):
       if id(layer) in index:
-        recorded[index[id(layer)]] = h  # [B, H, W, F_in]
+        # The cached path computes in float32, whatever the mixed-precision policy
+        # (so under a 16-bit policy it matches the naive sampler only approximately).
+        recorded[index[id(layer)]] = tf.cast(h, tf.float32)  # [B, H, W, F_in]
       return layer(h)
 
     self._network(self._scaled_images(images), record, self._condition_fn(labels))
