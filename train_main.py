@@ -65,8 +65,7 @@ _VERBOSE = flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bars, 2 one 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-  from tfgen import data as data_lib  # Imported after flag parsing: TensorFlow is slow.
-  from tfgen import train_lib
+  from tfgen import train_lib  # Imported after flag parsing: TensorFlow is slow.
   try:
     config = train_lib.TrainConfig(
         model=_MODEL.value, hparams=hparams_parser.parse(_HPARAMS.value),
@@ -84,8 +83,12 @@ def main(argv):
     model_dir = _MODEL_DIR.value or os.path.join(
         "runs", f"{config.model}-{config.dataset.replace(':', '_').replace('/', '_')}")
     metrics = train_lib.train_and_evaluate(config, model_dir)
-  except (ValueError, data_lib.DatasetUnavailableError, train_lib.NonFiniteLossError) as e:
+  except (ValueError, train_lib.NonFiniteLossError) as e:  # Incl. DatasetUnavailableError.
     print(f"\nError: {e}", file=sys.stderr)
+    return 1
+  except OSError as e:
+    print(f"\nError: cannot read or write {e.filename or 'a file'} ({e.strerror or e}). "
+          "Check that --model_dir (and --data_dir) are writable paths.", file=sys.stderr)
     return 1
   print(f"\nWrote {model_dir}/samples.png and {model_dir}/metrics.json:")
   for key, value in metrics.items():

@@ -52,10 +52,12 @@ def main(argv):
   from tfgen import train_lib
 
   epochs = _EPOCHS.value if _EPOCHS.value > 0 else 1e6
+  # A time budget has no planned length for cosine decay to span: use a constant rate.
+  schedule = _SCHEDULE.value if _EPOCHS.value > 0 else "constant"
   config = train_lib.TrainConfig(
       model=_MODEL.value, hparams=hparams_parser.parse(_HPARAMS.value),
       dataset=f"npz:{_DATA.value}", batch_size=_BATCH.value, epochs=epochs,
-      learning_rate=_LR.value, lr_schedule=_SCHEDULE.value,
+      learning_rate=_LR.value, lr_schedule=schedule,
       max_train_seconds=_MAX_SECONDS.value, num_samples=0, verbose=2, seed=_SEED.value,
       checkpoint_every=500)
   data = train_lib.load_data(config)

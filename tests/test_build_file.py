@@ -82,3 +82,9 @@ def test_deps_resolve():
       else:
         package = dep.split("//")[1]
         assert package.lower() in declared, f"{name}: {package} is not in setup.cfg"
+
+
+if __name__ == "__main__":
+  import sys
+  import pytest
+  sys.exit(pytest.main([__file__, "-q"]))

@@ -703,3 +703,8 @@ def test_tfds_reading_path_with_mock_data(tmp_path):
     assert binary.info.num_levels == 2
     images = _collect(binary.dataset("test", 5))["image"]
     assert images.shape[1:] == (28, 28, 1) and set(np.unique(images).tolist()) <= {0, 1}
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__, "-q"]))

@@ -67,21 +67,33 @@ def test_parity_check_catches_unscaled_loss(batch):
   assert not all(np.allclose(a, b, rtol=1e-4, atol=1e-6) for a, b in zip(w_one, w_two))
 
 
-def test_mixed_precision_keeps_the_likelihood_in_float32():
+@pytest.mark.parametrize("policy,classes", [("mixed_bfloat16", None), ("mixed_float16", 3)])
+def test_mixed_precision_keeps_the_likelihood_in_float32(policy, classes):
   from tfgen import data
-  info = data.DatasetInfo("tiny", (5, 5, 1), 3, None, {"train": 8})
-  mixed = train_lib.build_model(
-      train_lib.TrainConfig(hparams=dict(TINY), mixed_precision="mixed_bfloat16"), info)
+  info = data.DatasetInfo("tiny", (5, 5, 1), 3, classes, {"train": 8})
+  conditional = classes is not None
+  mixed = train_lib.build_model(train_lib.TrainConfig(
+      hparams=dict(TINY), mixed_precision=policy, conditional=conditional), info)
   assert keras.mixed_precision.global_policy().name == "float32"  # Restored after build.
-  assert mixed.input_conv.compute_dtype == "bfloat16"
+  assert mixed.input_conv.compute_dtype == policy.split("_")[1]
   assert mixed.output_convs[-1].compute_dtype == "float32"
-  exact = train_lib.build_model(train_lib.TrainConfig(hparams=dict(TINY)), info)
+  exact = train_lib.build_model(train_lib.TrainConfig(
+      hparams=dict(TINY), conditional=conditional), info)
   exact.set_weights(mixed.get_weights())
   x = np.random.default_rng(0).integers(0, 3, (8, 5, 5, 1)).astype(np.uint8)
-  log_p = mixed.log_prob(x)
-  assert log_p.dtype == tf.float32
-  np.testing.assert_allclose(log_p, exact.log_prob(x), rtol=2e-2)
+  y = None if classes is None else np.arange(8) % classes
+  log_p = mixed.log_prob(x, y)
+  np.testing.assert_allclose(log_p, exact.log_prob(x, y), rtol=2e-2)
   mixed.compile()
-  history = mixed.fit(x, batch_size=4, epochs=2, verbose=0).history
+  inputs = {"image": x} if y is None else {"image": x, "label": y}
+  history = mixed.fit(inputs, batch_size=4, epochs=2, verbose=0).history
   assert np.isfinite(history["loss"]).all()
-  assert mixed.sample(2, seed=0).shape == (2, 5, 5, 1)
+  labels = None if classes is None else [0, 2]
+  for fast in (True, False):
+    samples = mixed.sample(2, seed=0, labels=labels, fast=fast).numpy()
+    assert samples.shape == (2, 5, 5, 1) and samples.min() >= 0 and samples.max() < 3
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__, "-q"]))

@@ -55,3 +55,8 @@ def test_equality_check_catches_an_off_by_one_cache_window(monkeypatch):
   model._fill_fns.clear()
   fast = model.sample(4, seed=0, fast=True).numpy()
   assert not np.array_equal(fast, naive)
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__, "-q"]))

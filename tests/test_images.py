@@ -28,3 +28,9 @@ def test_png_round_trip_and_scale():
   np.testing.assert_array_equal(decoded, picture)
   big = Image.open(io.BytesIO(images.png_bytes(picture[..., :1], scale=3)))
   assert big.size == (21, 15) and big.mode == "L"
+
+
+if __name__ == "__main__":
+  import sys
+  import pytest
+  sys.exit(pytest.main([__file__, "-q"]))

@@ -110,6 +110,8 @@ def test_killed_worker_resumes_from_last_checkpoint(tmp_path):
   assert not (workdir / "metrics.json").exists()
   w0, w1 = _finish(_start_workers(workdir, tmp_path, "second", **overrides))
   _assert_same(w0, w1, rtol=0, atol=0)
+  metrics = json.loads((workdir / "metrics.json").read_text())
+  assert 0 < metrics["resumed_from_step"] < 400  # It resumed rather than started over.
   reference = []
   train_lib.train_and_evaluate(
       train_lib.TrainConfig(**dict(CONFIG, strategy="one_device", **overrides)),
@@ -124,3 +126,8 @@ def test_multi_worker_configuration_errors():
     train_lib.TrainConfig(worker_hosts=("a:1",), task_index=0).validate()
   with pytest.raises(ValueError, match="cannot be used with multi_worker"):
     train_lib.TrainConfig(strategy="multi_worker", max_train_seconds=5).validate()
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__, "-q"]))

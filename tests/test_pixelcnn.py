@@ -198,3 +198,8 @@ def test_log_prob_rejects_bad_inputs():
     model.log_prob(np.zeros((1, 3, 3, 1), np.int32), labels=[0])
   with pytest.raises(ValueError, match="defines its own loss"):
     model.compile(loss="mse")
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__, "-q"]))

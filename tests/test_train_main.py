@@ -60,7 +60,7 @@ def test_resume_ends_where_an_uninterrupted_run_would(tmp_path):
   train_lib.train_and_evaluate(_config(train_steps=12, **constant), straight)
   train_lib.train_and_evaluate(_config(train_steps=8, **constant), resumed)
   metrics = train_lib.train_and_evaluate(_config(train_steps=12, **constant), resumed)
-  assert metrics["train_steps"] == 12
+  assert metrics["train_steps"] == 12 and metrics["resumed_from_step"] == 8
   for a, b in zip(_weights(straight), _weights(resumed)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
@@ -98,11 +98,16 @@ def test_max_train_seconds_stops_early_with_a_checkpoint(tmp_path):
 def test_bad_configuration_messages(tmp_path):
   with pytest.raises(ValueError, match="Available models"):
     train_lib.train_and_evaluate(_config(model="nope"), str(tmp_path))
+  unlabelled = tmp_path / "unlabelled.npz"
+  np.savez(unlabelled, images=np.random.default_rng(0).integers(0, 2, (100, 4, 4), np.uint8))
   with pytest.raises(ValueError, match="needs class labels"):
-    train_lib.train_and_evaluate(
-        _config(dataset="npz:" + os.path.join(os.path.dirname(REPO_ROOT), "shared", "data",
-                                              "binarized_mnist.npz"), conditional=True),
-        str(tmp_path / "b"))
+    train_lib.train_and_evaluate(_config(dataset=f"npz:{unlabelled}", conditional=True),
+                                 str(tmp_path / "b"))
+  assert not (tmp_path / "b" / "config.json").exists()  # A fixed rerun is not refused.
+  train_lib.train_and_evaluate(_config(dataset=f"npz:{unlabelled}", train_steps=2,
+                                       batch_size=16), str(tmp_path / "b"))
+  with pytest.raises(ValueError, match="Valid hyper-parameters"):
+    train_lib.train_and_evaluate(_config(hparams={"hiden_dim": 3}), str(tmp_path / "d"))
   with pytest.raises(ValueError, match="fewer than one batch"):
     train_lib.train_and_evaluate(_config(batch_size=5000), str(tmp_path / "c"))
 
@@ -127,7 +132,7 @@ def test_train_main_end_to_end_and_resume_after_sigkill(tmp_path):
   out, err = _run_main(args).communicate(timeout=300)
   assert "Resuming from" in err, err[-2000:]
   metrics = json.load(open(os.path.join(model_dir, "metrics.json")))
-  assert metrics["train_steps"] == 150
+  assert metrics["train_steps"] == 150 and 0 < metrics["resumed_from_step"] < 150
   assert "samples.png" in out and os.path.getsize(os.path.join(model_dir, "samples.png")) > 0
 
   # The killed-and-resumed run ends with the weights of an uninterrupted one.
@@ -147,3 +152,8 @@ def test_train_main_reports_errors_in_one_paragraph(tmp_path):
   proc = _run_main(["--hparams=hidden_dim", f"--model_dir={tmp_path}"])
   _, err = proc.communicate(timeout=120)
   assert proc.returncode == 1 and "key=value" in err and "Traceback" not in err
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__, "-q"]))

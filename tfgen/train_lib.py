@@ -138,12 +138,8 @@ class TrainConfig:
     for ok, message in checks:
       if not ok:
         raise ValueError(message)
-    models.model_class(self.model)  # Unknown model names fail here, before data loads.
-
-
-def _step(model):
-  """The optimizer's step count (a mirrored variable under a strategy)."""
-  return int(model.optimizer.iterations.numpy())
+    # Unknown models and hyper-parameters fail here, before any data loads.
+    models.model_class(self.model).resolve_hparams(self.hparams)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -237,38 +233,52 @@ def build_model(config, info):
 
 
 def sample_labels(num, num_classes):
-  """Labels for a sample grid: class k fills row k (num_classes columns per row)."""
+  """Labels for a sample grid of num_classes columns: class k fills column k."""
   return None if num_classes is None else np.arange(num) % num_classes
 
 
 class _CheckpointAndGuard(keras.callbacks.Callback):
-  """Saves a checkpoint every `every` steps and at `total`; stops on a non-finite loss.
+  """Counts batches, checkpoints, logs step scalars, and stops on non-finite values.
 
-  The step count is the optimizer's `iterations`, which lives in the checkpoint, so a
-  resumed run counts on from where the last one stopped.
+  The step count is the number of batches consumed, kept in a checkpointed variable
+  rather than read from the optimizer: a float16 loss-scale optimizer does not advance
+  `iterations` on the steps it skips, and a resumed run must skip exactly the batches
+  already trained on. Weights are checked to be finite before every save, so the
+  newest checkpoint is always a usable one.
   """
 
-  def __init__(self, manager, every, total, clock, max_seconds=0.0, keep=True):
+  def __init__(self, manager, batches, every, total, clock, writer, max_seconds=0.0,
+               keep=True):
     super().__init__()
-    self.manager, self.every, self.total, self.clock = manager, every, total, clock
-    self.max_seconds, self.keep = max_seconds, keep
+    self.manager, self.batches, self.every, self.total = manager, batches, every, total
+    self.clock, self.writer, self.max_seconds, self.keep = clock, writer, max_seconds, keep
     self.bad_step = None
 
   def on_train_batch_end(self, batch, logs=None):
-    step = _step(self.model)
-    loss = float((logs or {}).get("loss", 0.0))
-    if not math.isfinite(loss):
-      self.bad_step = step
-      self.model.stop_training = True
-      return
+    logs = logs or {}
+    self.batches.assign_add(1)
+    step = int(self.batches.numpy())
+    if not math.isfinite(float(logs.get("loss", 0.0))):
+      return self._stop_bad(step)
+    if step % self.every == 0:
+      with self.writer.as_default():
+        for key in ("loss", "nll", "bits_per_dim"):
+          if key in logs:  # Keras's mean over the epoch so far, at the true step.
+            tf.summary.scalar(f"train_step/{key}", float(logs[key]), step=step)
     out_of_time = self.max_seconds and self.clock.elapsed() >= self.max_seconds
     if step % self.every == 0 or step >= self.total or out_of_time:
+      if not all(np.isfinite(w).all() for w in self.model.get_weights()):
+        return self._stop_bad(step)
       self.clock.save_elapsed()
       self.manager.save(checkpoint_number=step)
       if not self.keep:  # A non-chief worker's copy: written, then removed.
         tf.io.gfile.rmtree(self.manager.directory)
     if step >= self.total or out_of_time:
       self.model.stop_training = True
+
+  def _stop_bad(self, step):
+    self.bad_step = step
+    self.model.stop_training = True
 
 
 class _Clock(keras.callbacks.Callback):
@@ -314,9 +324,9 @@ class _Clock(keras.callbacks.Callback):
 class _SampleSummary(keras.callbacks.Callback):
   """Writes a grid of samples to TensorBoard every `every` Keras epochs."""
 
-  def __init__(self, writer, clock, num_levels, num_classes, seed, every, num=16):
+  def __init__(self, writer, clock, batches, num_levels, num_classes, seed, every, num=16):
     super().__init__()
-    self.writer, self.clock, self.num_levels = writer, clock, num_levels
+    self.writer, self.clock, self.batches, self.num_levels = writer, clock, batches, num_levels
     self.num_classes, self.seed, self.every, self.num = num_classes, seed, every, num
 
   def on_epoch_end(self, epoch, logs=None):
@@ -327,7 +337,7 @@ class _SampleSummary(keras.callbacks.Callback):
     samples = self.model.sample(self.num, seed=self.seed, labels=labels).numpy()
     picture = images_lib.grid(samples, self.num_levels, columns=self.num_classes)
     with self.writer.as_default():
-      tf.summary.image("samples", picture[None], step=_step(self.model))
+      tf.summary.image("samples", picture[None], step=int(self.batches.numpy()))
     self.clock.resume()
 
 
@@ -386,12 +396,13 @@ def train_and_evaluate(config, workdir, on_trained=None):
     raise ValueError(
         f"batch_size {config.batch_size} does not split evenly over "
         f"{strategy.num_replicas_in_sync} replicas; use a multiple of that number.")
+  eval_split = next((s for s in ("test", "valid") if data.has_split(s)), None)
+  if eval_split is None:
+    raise ValueError(
+        f"Dataset {info.name!r} has no test or validation split to evaluate on (it is too "
+        "small for the 80/10/10 split, or its file has only a training split). Add one.")
   steps_per_epoch = train_size // config.batch_size
   total_steps = config.train_steps or max(1, int(round(config.epochs * steps_per_epoch)))
-  if chief:  # Atomically: other workers may be reading it.
-    with open(config_path + ".tmp", "w") as f:
-      json.dump(dataclasses.asdict(config), f, indent=2)
-    os.replace(config_path + ".tmp", config_path)
 
   keras.utils.set_random_seed(config.seed)
   with strategy.scope():
@@ -401,9 +412,14 @@ def train_and_evaluate(config, workdir, on_trained=None):
       learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps)
     model.compile(optimizer=keras.optimizers.Adam(learning_rate))
     model.optimizer.build(model.trainable_variables)
+  if chief:  # After the build: a config that cannot build must not block a fixed rerun.
+    with open(config_path + ".tmp", "w") as f:  # Atomically: other workers may read it.
+      json.dump(dataclasses.asdict(config), f, indent=2)
+    os.replace(config_path + ".tmp", config_path)
   clock = _Clock()
+  batches = tf.Variable(0, dtype=tf.int64, trainable=False)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
-                                   train_seconds=clock.seconds)
+                                   train_seconds=clock.seconds, batches=batches)
   # Every worker saves (saving may involve collectives); only the chief's copy is kept,
   # in workdir/checkpoints, which all workers restore from: workdir must be shared.
   checkpoint_dir = os.path.join(workdir, "checkpoints")
@@ -412,15 +428,21 @@ def train_and_evaluate(config, workdir, on_trained=None):
   manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=3)
   latest = tf.train.latest_checkpoint(checkpoint_dir)
   if latest:
-    checkpoint.restore(latest).assert_existing_objects_matched()
-  start_step = _step(model)
+    try:
+      checkpoint.restore(latest).assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+      raise ValueError(
+          f"The checkpoint {latest} does not fit this model ({str(e).splitlines()[0]}). "
+          "It was written by a different model or version; pass a new --model_dir.") from e
+  start_step = int(batches.numpy())
   if start_step:
     logging.info("Resuming from %s at step %d of %d.", latest, start_step, total_steps)
 
   tb_dir = os.path.join(workdir, "tensorboard")
-  writer = tf.summary.create_file_writer(os.path.join(tb_dir, "samples"))
-  guard = _CheckpointAndGuard(manager, config.checkpoint_every, total_steps, clock,
-                              config.max_train_seconds, keep=chief)
+  writer = (tf.summary.create_file_writer(os.path.join(tb_dir, "steps")) if chief
+            else tf.summary.create_noop_writer())
+  guard = _CheckpointAndGuard(manager, batches, config.checkpoint_every, total_steps, clock,
+                              writer, config.max_train_seconds, keep=chief)
   num_epochs = math.ceil(total_steps / steps_per_epoch)
   if start_step < total_steps:
     train_ds = _sharded(data.dataset("train", config.batch_size, training=True,
@@ -429,10 +451,11 @@ def train_and_evaluate(config, workdir, on_trained=None):
                 if data.has_split("valid") else None)
     callbacks = [clock, guard]
     if chief:
-      callbacks.append(keras.callbacks.TensorBoard(
-          tb_dir, write_graph=False, update_freq=config.checkpoint_every))
+      # Per-epoch curves; per-step ones come from the guard, at the true step (Keras's
+      # own batch counter restarts at 0 when a run resumes).
+      callbacks.append(keras.callbacks.TensorBoard(tb_dir, write_graph=False))
     if config.num_samples and chief:
-      callbacks.append(_SampleSummary(writer, clock, info.num_levels, model.num_classes,
+      callbacks.append(_SampleSummary(writer, clock, batches, info.num_levels, model.num_classes,
                                       config.seed, every=max(1, num_epochs // 5)))
     model.fit(train_ds, epochs=num_epochs,
               initial_epoch=start_step // steps_per_epoch, steps_per_epoch=steps_per_epoch,
@@ -445,11 +468,10 @@ def train_and_evaluate(config, workdir, on_trained=None):
         f"last good checkpoint ({last}) is kept and nothing after it was saved. Lower "
         "--learning_rate (or check the data), then run again with a new --model_dir, or "
         "with this one to resume from that checkpoint.")
-  steps_done = _step(model)
+  steps_done = int(batches.numpy())
   if on_trained is not None:
     on_trained(model)
 
-  eval_split = "test" if data.has_split("test") else "valid"
   results = model.evaluate(_sharded(data.dataset(eval_split, config.eval_batch_size)),
                            verbose=0, return_dict=True)
   metrics = {
@@ -465,6 +487,7 @@ def train_and_evaluate(config, workdir, on_trained=None):
       "image_shape": list(info.image_shape),
       "num_levels": info.num_levels,
       "num_replicas": strategy.num_replicas_in_sync,
+      "resumed_from_step": start_step,
   }
   if not chief:
     return metrics

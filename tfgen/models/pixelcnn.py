@@ -175,7 +175,8 @@ class PixelCNN(base.AutoregressiveModel):
           if id(layer) not in index:
             return layer.pointwise(h)  # [B, F_out]
           n = index[id(layer)]
-          row = _set_column(rows[n], j + pads[n][1], h)  # [B, W + 2pw, F_in]
+          # float32 throughout: a class bias under a 16-bit policy returns 16 bits.
+          row = _set_column(rows[n], j + pads[n][1], tf.cast(h, tf.float32))  # [B, W+2pw, F]
           written.append(row)
           out = layer.horizontal(row, j)  # [B, F_out]
           return out if verticals[n] is None else out + verticals[n][:, j]
