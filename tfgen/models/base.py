@@ -209,7 +209,8 @@ class AutoregressiveModel(HParamsMixin, keras.Model):
 
     The whole loop runs inside one compiled graph (`tf.while_loop`); with
     `progress=True` the same graph is run one image row at a time to report progress,
-    with identical results.
+    with identical results (the fast sampler then rebuilds its caches with one full
+    network pass per row: H extra passes).
 
     Args:
       num: number of images `B`.
