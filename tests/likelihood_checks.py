@@ -88,7 +88,7 @@ def total_probability(model, labels=None):
   return float(np.exp(log_p).sum())
 
 
-def sample_frequencies(model, num, seed, labels=None):
+def sample_frequencies(model, num, seed, labels=None, fast=None):
   """Total variation between the sampler's empirical frequencies and exp(log p).
 
   Returns:
@@ -98,7 +98,7 @@ def sample_frequencies(model, num, seed, labels=None):
   images = all_images(model.image_shape, model.num_levels)
   lab = None if labels is None else np.full(len(images), labels, np.int32)
   p = np.exp(model.log_prob(images, lab).numpy().astype(np.float64))
-  samples = model.sample(num, seed=seed,
+  samples = model.sample(num, seed=seed, fast=fast,
                          labels=None if labels is None else np.full(num, labels)).numpy()
   flat = samples.reshape(num, -1)
   index = np.zeros(num, np.int64)

@@ -37,7 +37,7 @@ def test_fast_sampler_equals_naive(shape, levels, classes, hparams):
 def test_fast_is_the_default_and_matches_log_prob():
   model = checks.randomize(models.build("pixelcnn", (2, 2, 1), 2, **SMALL), seed=2)
   assert model.supports_fast_sampling
-  tv, bound = checks.sample_frequencies(model, 4000, seed=3)
+  tv, bound = checks.sample_frequencies(model, 4000, seed=4)
   assert tv < bound, (tv, bound)
 
 

@@ -83,13 +83,13 @@ def _assert_same(a, b, **tol):
 
 def test_two_workers_train_like_one_process(tmp_path):
   workdir = tmp_path / "run"
-  w0, w1 = _finish(_start_workers(workdir, tmp_path, "run"))
+  w0, w1 = _finish(_start_workers(workdir, tmp_path, "run", num_samples=4))
   _assert_same(w0, w1, rtol=0, atol=0)  # All-reduce gives every worker the same update.
   _assert_same(w0, _single_process_weights(tmp_path), rtol=1e-4, atol=1e-6)
   # Only the chief wrote outputs; the other worker's temporary checkpoints are gone.
   metrics = json.loads((workdir / "metrics.json").read_text())
   assert metrics["num_replicas"] == 2 and metrics["train_steps"] == 8
-  assert (workdir / "model.keras").exists()
+  assert (workdir / "model.keras").exists() and (workdir / "samples.png").exists()
   assert not list(workdir.glob(".worker_*"))
 
 
