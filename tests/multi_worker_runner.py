@@ -15,6 +15,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 
 import keras  # noqa: E402
+# Full tracebacks: the test puts this worker's stderr into its failure message.
 keras.config.disable_traceback_filtering()
 from tfgen import train_lib  # noqa: E402
 

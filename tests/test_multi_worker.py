@@ -67,11 +67,11 @@ def _kill(procs):
       proc.wait()
 
 
-def _single_process_weights(tmp_path):
+def _single_process_weights(tmp_path, **overrides):
   weights = []
   train_lib.train_and_evaluate(
-      train_lib.TrainConfig(**dict(CONFIG, strategy="one_device")), str(tmp_path / "single"),
-      on_trained=lambda model: weights.extend(model.get_weights()))
+      train_lib.TrainConfig(**dict(CONFIG, strategy="one_device", **overrides)),
+      str(tmp_path / "single"), on_trained=lambda model: weights.extend(model.get_weights()))
   return weights
 
 
@@ -112,11 +112,7 @@ def test_killed_worker_resumes_from_last_checkpoint(tmp_path):
   _assert_same(w0, w1, rtol=0, atol=0)
   metrics = json.loads((workdir / "metrics.json").read_text())
   assert 0 < metrics["resumed_from_step"] < 400  # It resumed rather than started over.
-  reference = []
-  train_lib.train_and_evaluate(
-      train_lib.TrainConfig(**dict(CONFIG, strategy="one_device", **overrides)),
-      str(tmp_path / "single"), on_trained=lambda model: reference.extend(model.get_weights()))
-  _assert_same(w0, reference, rtol=1e-4, atol=1e-5)
+  _assert_same(w0, _single_process_weights(tmp_path, **overrides), rtol=1e-4, atol=1e-5)
 
 
 def test_multi_worker_configuration_errors():

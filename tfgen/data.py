@@ -456,8 +456,7 @@ def _check_array(spec, split, images, labels, num_levels):
         f"{spec}: the {split!r} split has values in [{lo}, {hi}], outside the {num_levels} "
         f"levels [0, {num_levels - 1}]. Pass the data's number of levels (num_levels / "
         "--num_levels) or re-quantize the data.")
-  if labels is not None:
-    _check_labels_length(spec, split, images, labels)
+  if labels is not None:  # Lengths were checked in `load`, before any split.
     if not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0:
       raise ValueError(f"{spec}: labels of the {split!r} split must be non-negative integers.")
 

@@ -237,6 +237,13 @@ def sample_labels(num, num_classes):
   return None if num_classes is None else np.arange(num) % num_classes
 
 
+def sample_grid(model, num, seed, progress=False):
+  """Samples `num` images (class k in column k for p(x | y)) as one uint8 picture."""
+  labels = sample_labels(num, model.num_classes)
+  samples = model.sample(num, seed=seed, labels=labels, progress=progress).numpy()
+  return images_lib.grid(samples, model.num_levels, columns=model.num_classes)
+
+
 class _CheckpointAndGuard(keras.callbacks.Callback):
   """Counts batches, checkpoints, logs step scalars, and stops on non-finite values.
 
@@ -260,13 +267,14 @@ class _CheckpointAndGuard(keras.callbacks.Callback):
     step = int(self.batches.numpy())
     if not math.isfinite(float(logs.get("loss", 0.0))):
       return self._stop_bad(step)
-    if step % self.every == 0:
+    due = step % self.every == 0
+    if due:
       with self.writer.as_default():
         for key in ("loss", "nll", "bits_per_dim"):
           if key in logs:  # Keras's mean over the epoch so far, at the true step.
             tf.summary.scalar(f"train_step/{key}", float(logs[key]), step=step)
     out_of_time = self.max_seconds and self.clock.elapsed() >= self.max_seconds
-    if step % self.every == 0 or step >= self.total or out_of_time:
+    if due or step >= self.total or out_of_time:
       if not all(np.isfinite(w).all() for w in self.model.get_weights()):
         return self._stop_bad(step)
       self.clock.save_elapsed()
@@ -324,18 +332,16 @@ class _Clock(keras.callbacks.Callback):
 class _SampleSummary(keras.callbacks.Callback):
   """Writes a grid of samples to TensorBoard every `every` Keras epochs."""
 
-  def __init__(self, writer, clock, batches, num_levels, num_classes, seed, every, num=16):
+  def __init__(self, writer, clock, batches, seed, every, num=16):
     super().__init__()
-    self.writer, self.clock, self.batches, self.num_levels = writer, clock, batches, num_levels
-    self.num_classes, self.seed, self.every, self.num = num_classes, seed, every, num
+    self.writer, self.clock, self.batches = writer, clock, batches
+    self.seed, self.every, self.num = seed, every, num
 
   def on_epoch_end(self, epoch, logs=None):
     if (epoch + 1) % self.every:
       return
     self.clock.pause()
-    labels = sample_labels(self.num, self.num_classes)
-    samples = self.model.sample(self.num, seed=self.seed, labels=labels).numpy()
-    picture = images_lib.grid(samples, self.num_levels, columns=self.num_classes)
+    picture = sample_grid(self.model, self.num, self.seed)
     with self.writer.as_default():
       tf.summary.image("samples", picture[None], step=int(self.batches.numpy()))
     self.clock.resume()
@@ -455,8 +461,8 @@ def train_and_evaluate(config, workdir, on_trained=None):
       # own batch counter restarts at 0 when a run resumes).
       callbacks.append(keras.callbacks.TensorBoard(tb_dir, write_graph=False))
     if config.num_samples and chief:
-      callbacks.append(_SampleSummary(writer, clock, batches, info.num_levels, model.num_classes,
-                                      config.seed, every=max(1, num_epochs // 5)))
+      callbacks.append(_SampleSummary(writer, clock, batches, config.seed,
+                                      every=max(1, num_epochs // 5)))
     model.fit(train_ds, epochs=num_epochs,
               initial_epoch=start_step // steps_per_epoch, steps_per_epoch=steps_per_epoch,
               validation_data=valid_ds, callbacks=callbacks, verbose=config.verbose)
@@ -493,10 +499,8 @@ def train_and_evaluate(config, workdir, on_trained=None):
     return metrics
   model.save(os.path.join(workdir, "model.keras"))
   if config.num_samples:
-    labels = sample_labels(config.num_samples, model.num_classes)
-    samples = model.sample(config.num_samples, seed=config.seed, labels=labels,
-                           progress=config.verbose == 1).numpy()
-    picture = images_lib.grid(samples, info.num_levels, columns=model.num_classes)
+    picture = sample_grid(model, config.num_samples, config.seed,
+                          progress=config.verbose == 1)
     with open(os.path.join(workdir, "samples.png"), "wb") as f:
       f.write(images_lib.png_bytes(picture, scale=max(1, 128 // info.image_shape[0])))
     with writer.as_default():
