@@ -1,4 +1,11 @@
-"""Layers shared by the autoregressive models: masked convolutions and class biases.
+"""Layers shared by the autoregressive models: masked and shifted convolutions, biases.
+
+Two ways to make a convolution causal live here, one of each:
+- `MaskedConv2D` (PixelCNN): a centred kxk kernel whose future taps are zeroed.
+- `CausalConv2D` (Gated PixelCNN, PixelCNN++): a kernel padded asymmetrically so it
+  only reaches rows above ("down") or rows above and columns to the left
+  ("down_right"); `shift_down` / `shift_right` then move the map by one row or
+  column so a position stops seeing its own row or itself.
 
 Glossary of tensor shapes:
   B: batch size.  H, W: image height and width.
@@ -48,20 +55,33 @@ def causal_mask(kernel_size, in_features, out_features, mask_type, num_colors=1)
   kh, kw = kernel_size
   if kh % 2 == 0 or kw % 2 == 0:
     raise ValueError(f"Masked kernels need odd sizes, got {kernel_size}.")
+  centre = pixel_mask(in_features, out_features, mask_type, num_colors)
+  ci, cj = kh // 2, kw // 2
+  mask = np.zeros((kh, kw, in_features, out_features), np.float32)
+  mask[:ci] = 1.0
+  mask[ci, :cj] = 1.0
+  mask[ci, cj] = centre
+  return mask
+
+
+def pixel_mask(in_features, out_features, mask_type, num_colors=1):
+  """The mask of the tap at the current pixel: `[F_in, F_out]` of zeros and ones.
+
+  Output group g (colour channel g) sees input group g' when g' < g (mask "A") or
+  g' <= g (mask "B").
+
+  Raises:
+    ValueError: for an unknown mask type or fewer features than colour channels.
+  """
   if mask_type not in ("A", "B"):
     raise ValueError(f"mask_type must be 'A' or 'B', got {mask_type!r}.")
   if min(in_features, out_features) < num_colors:
     raise ValueError(
         f"A masked layer with {num_colors} colour channels needs at least {num_colors} "
         f"features in and out, got {in_features} in and {out_features} out.")
-  ci, cj = kh // 2, kw // 2
-  mask = np.zeros((kh, kw, in_features, out_features), np.float32)
-  mask[:ci] = 1.0
-  mask[ci, :cj] = 1.0
   g_in = channel_groups(in_features, num_colors)[:, None]  # [F_in, 1]
   g_out = channel_groups(out_features, num_colors)[None, :]  # [1, F_out]
-  mask[ci, cj] = (g_in < g_out) if mask_type == "A" else (g_in <= g_out)
-  return mask
+  return ((g_in < g_out) if mask_type == "A" else (g_in <= g_out)).astype(np.float32)
 
 
 @keras.saving.register_keras_serializable(package="tfgen")
@@ -158,6 +178,101 @@ class MaskedConv2D(keras.layers.Conv2D):
     window = tf.slice(row, tf.stack([0, j, 0]), tf.stack([-1, pw + 1, -1]))  # [B, pw+1, F_in]
     out = tf.einsum("bwf,wfo->bo", tf.cast(window, kernel.dtype), kernel)
     return out + self.bias if self.use_bias else out
+
+
+def shift_down(x, rows=1):
+  """Moves a map `[B, H, W, F]` down by `rows`, zero-filling the top.
+
+  After a "down" `CausalConv2D` (rows <= i), output (i, j) then reads rows < i only.
+  """
+  height = x.shape[1]
+  return tf.pad(x, [[0, 0], [rows, 0], [0, 0], [0, 0]])[:, :height]  # [B, H, W, F]
+
+
+def shift_right(x, cols=1):
+  """Moves a map `[B, H, W, F]` right by `cols`, zero-filling the left."""
+  width = x.shape[2]
+  return tf.pad(x, [[0, 0], [0, 0], [cols, 0], [0, 0]])[:, :, :width]  # [B, H, W, F]
+
+
+@keras.saving.register_keras_serializable(package="tfgen")
+class CausalConv2D(keras.layers.Conv2D):
+  """A convolution padded so that each output reads only positions up to its own.
+
+  With stride s, output (i, j) reads input rows s*i - kh + 1 .. s*i and
+
+    direction "down":        columns s*j - (kw-1)/2 .. s*j + (kw-1)/2   (kw odd)
+    direction "down_right":  columns s*j - kw + 1 .. s*j
+
+  (zero padding outside the image), so an output map has the size of a "same"
+  convolution, ceil(H / s) x ceil(W / s). "down" reads the current row at columns
+  on both sides: it is causal only once followed by `shift_down`. "down_right" reads
+  the current pixel itself; `mask_type` masks that tap by colour group (see
+  `pixel_mask`), or `shift_right` excludes it.
+
+  Args:
+    filters: `F_out`.
+    kernel_size: int or `(kh, kw)`.
+    direction: "down" or "down_right".
+    mask_type: None, "A" or "B"; only for "down_right".
+    num_colors: `C`, the number of channel groups `mask_type` uses.
+    **kwargs: passed to `keras.layers.Conv2D` (strides, activation, ...).
+
+  References:
+    [1] Tim Salimans, Andrej Karpathy, Xi Chen, Diederik P. Kingma. PixelCNN++:
+        Improving the PixelCNN with Discretized Logistic Mixture Likelihood and Other
+        Modifications. ICLR 2017. https://arxiv.org/abs/1701.05517
+  """
+
+  def __init__(self, filters, kernel_size, direction="down", mask_type=None, num_colors=1,
+               **kwargs):
+    kwargs.pop("padding", None)
+    super().__init__(filters, kernel_size, padding="valid", **kwargs)
+    if direction not in ("down", "down_right"):
+      raise ValueError(f"direction must be 'down' or 'down_right', got {direction!r}.")
+    if direction == "down" and self.kernel_size[1] % 2 == 0:
+      raise ValueError(f"A 'down' convolution needs an odd kernel width, got {self.kernel_size}.")
+    if mask_type is not None and direction != "down_right":
+      raise ValueError("mask_type applies to 'down_right' convolutions only.")
+    self.direction = direction
+    self.mask_type = mask_type
+    self.num_colors = int(num_colors)
+    self.mask = None
+
+  @property
+  def causal_padding(self):
+    """`[[top, bottom], [left, right]]` zero padding of the input."""
+    kh, kw = self.kernel_size
+    if self.direction == "down":
+      return [[kh - 1, 0], [(kw - 1) // 2, (kw - 1) // 2]]
+    return [[kh - 1, 0], [kw - 1, 0]]
+
+  def build(self, input_shape):
+    super().build(input_shape)
+    if self.mask_type is not None:
+      # A NumPy array, made a constant in whichever graph the forward pass is traced.
+      # Only the bottom-right tap, the current pixel itself, is masked.
+      kh, kw = self.kernel_size
+      self.mask = np.ones((kh, kw, int(input_shape[-1]), self.filters), np.float32)
+      self.mask[kh - 1, kw - 1] = pixel_mask(int(input_shape[-1]), self.filters,
+                                             self.mask_type, self.num_colors)
+
+  def convolution_op(self, inputs, kernel):
+    inputs = tf.pad(inputs, [[0, 0]] + self.causal_padding + [[0, 0]])
+    if self.mask is not None:
+      kernel = kernel * tf.constant(self.mask, kernel.dtype)
+    return super().convolution_op(inputs, kernel)
+
+  def compute_output_shape(self, input_shape):
+    sh, sw = self.strides
+    size = lambda n, s: None if n is None else -(-n // s)
+    return (input_shape[0], size(input_shape[1], sh), size(input_shape[2], sw), self.filters)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(direction=self.direction, mask_type=self.mask_type,
+                  num_colors=self.num_colors)
+    return config
 
 
 @keras.saving.register_keras_serializable(package="tfgen")
