@@ -41,6 +41,12 @@ _LR_SCHEDULE = flags.DEFINE_enum("lr_schedule", "cosine", ["cosine", "constant"]
                                  "cosine: decay to zero over the run; constant.")
 _MAX_TRAIN_SECONDS = flags.DEFINE_float(
     "max_train_seconds", 0.0, "Stop training after this many seconds (0: no limit).")
+_BUDGET_CLOCK = flags.DEFINE_enum(
+    "budget_clock", "wall", ["wall", "cpu"],
+    "What --max_train_seconds counts: wall seconds, or CPU seconds of this process.")
+_SPLIT_FRACTIONS = flags.DEFINE_list(
+    "split_fractions", ["0.8", "0.1", "0.1"],
+    "train,valid,test fractions for a dataset stored as one array (npz with 'images').")
 _MODEL_DIR = flags.DEFINE_string(
     "model_dir", None, "Output directory (default runs/MODEL-DATASET). An existing run "
     "there is resumed.")
@@ -62,6 +68,14 @@ _CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 200, "Steps between
 _VERBOSE = flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bars, 2 one line per epoch.")
 
 
+def _split_fractions():
+  try:
+    return tuple(float(f) for f in _SPLIT_FRACTIONS.value)
+  except ValueError:
+    raise ValueError(f"--split_fractions must be three numbers like 0.8,0.1,0.1, got "
+                     f"{','.join(_SPLIT_FRACTIONS.value)}.") from None
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -75,7 +89,8 @@ def main(argv):
         conditional=_CONDITIONAL.value, download=_DOWNLOAD.value,
         batch_size=_BATCH_SIZE.value, epochs=_EPOCHS.value, train_steps=_TRAIN_STEPS.value,
         learning_rate=_LEARNING_RATE.value, lr_schedule=_LR_SCHEDULE.value,
-        max_train_seconds=_MAX_TRAIN_SECONDS.value, seed=_SEED.value,
+        max_train_seconds=_MAX_TRAIN_SECONDS.value, budget_clock=_BUDGET_CLOCK.value,
+        split_fractions=_split_fractions(), seed=_SEED.value,
         num_samples=_NUM_SAMPLES.value, strategy=_STRATEGY.value,
         worker_hosts=tuple(_WORKER_HOSTS.value), task_index=_TASK_INDEX.value,
         mixed_precision=_MIXED_PRECISION.value,

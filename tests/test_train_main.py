@@ -85,14 +85,24 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
       assert np.isfinite(value).all(), name
 
 
-def test_max_train_seconds_stops_early_with_a_checkpoint(tmp_path):
+@pytest.mark.parametrize("clock", ["wall", "cpu"])
+def test_max_train_seconds_stops_early_with_a_checkpoint(tmp_path, clock):
   metrics = train_lib.train_and_evaluate(
-      _config(train_steps=100000, max_train_seconds=2.0, num_samples=0), str(tmp_path))
+      _config(train_steps=100000, max_train_seconds=2.0, budget_clock=clock, num_samples=0),
+      str(tmp_path))
   assert 0 < metrics["train_steps"] < 100000
-  assert metrics["train_seconds"] < 30
+  budget = metrics["train_cpu_seconds" if clock == "cpu" else "train_seconds"]
+  assert 2.0 <= budget < 30
   import tensorflow as tf
   latest = tf.train.latest_checkpoint(str(tmp_path / "checkpoints"))
   assert latest.endswith(f"ckpt-{metrics['train_steps']}")
+
+
+def test_split_fractions_reach_the_loader(tmp_path):
+  config = _config(train_steps=2, num_samples=0, split_fractions=(0.5, 0.0, 0.5))
+  metrics = train_lib.train_and_evaluate(config, str(tmp_path))
+  assert "test_nll_nats" in metrics
+  assert train_lib.load_data(config).info.split_sizes == {"train": 899, "test": 898}
 
 
 def test_bad_configuration_messages(tmp_path):
@@ -108,6 +118,8 @@ def test_bad_configuration_messages(tmp_path):
                                        batch_size=16), str(tmp_path / "b"))
   with pytest.raises(ValueError, match="Valid hyper-parameters"):
     train_lib.train_and_evaluate(_config(hparams={"hiden_dim": 3}), str(tmp_path / "d"))
+  with pytest.raises(ValueError, match="budget_clock must be one of"):
+    train_lib.train_and_evaluate(_config(budget_clock="gpu"), str(tmp_path / "e"))
   with pytest.raises(ValueError, match="fewer than one batch"):
     train_lib.train_and_evaluate(_config(batch_size=5000), str(tmp_path / "c"))
 

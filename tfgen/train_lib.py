@@ -34,6 +34,7 @@ from tfgen import models
 
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+BUDGET_CLOCKS = ("wall", "cpu")
 
 
 @dataclasses.dataclass
@@ -61,6 +62,10 @@ class TrainConfig:
       different train_steps changes the schedule of the remaining steps.
     max_train_seconds: stop training (with a checkpoint) after this much training
       time; 0 means no limit. A run stopped this way is not bitwise reproducible.
+    budget_clock: what `max_train_seconds` counts: "wall" seconds, or "cpu" seconds
+      of this process (all threads; what a budget on a shared machine should count).
+    split_fractions: `(train, valid, test)` fractions for datasets stored as one
+      array (see `tfgen.data.load`).
     seed: seed of the initialization, data order and sampling.
     num_samples: images to sample at the end.
     strategy: "mirrored" (all local GPUs, else the CPU), "one_device", or
@@ -91,6 +96,8 @@ class TrainConfig:
   learning_rate: float = 2e-3
   lr_schedule: str = "cosine"
   max_train_seconds: float = 0.0
+  budget_clock: str = "wall"
+  split_fractions: tuple = data_lib.DEFAULT_SPLIT_FRACTIONS
   seed: int = 0
   num_samples: int = 64
   strategy: str = "mirrored"
@@ -104,7 +111,7 @@ class TrainConfig:
   # Fields that may change between a run and its resumption.
   RESUMABLE_CHANGES = ("epochs", "train_steps", "num_samples", "checkpoint_every",
                        "eval_batch_size", "verbose", "download", "data_dir", "strategy",
-                       "max_train_seconds", "task_index", "worker_hosts")
+                       "max_train_seconds", "budget_clock", "task_index", "worker_hosts")
 
   def validate(self):
     """Raises ValueError with a readable message for a bad configuration."""
@@ -121,6 +128,8 @@ class TrainConfig:
          f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}."),
         (self.max_train_seconds >= 0,
          f"max_train_seconds must be >= 0, got {self.max_train_seconds}."),
+        (self.budget_clock in BUDGET_CLOCKS,
+         f"budget_clock must be one of {BUDGET_CLOCKS}, got {self.budget_clock!r}."),
         (self.strategy in STRATEGIES,
          f"strategy must be one of {STRATEGIES}, got {self.strategy!r}."),
         (self.mixed_precision in MIXED_PRECISION,
@@ -209,7 +218,8 @@ def load_data(config):
   return data_lib.load(
       config.dataset, data_dir=config.data_dir, image_size=config.image_size,
       num_levels=config.num_levels, reduce_levels=config.reduce_levels,
-      binarize=config.binarize, random_flip=config.random_flip, download=config.download)
+      binarize=config.binarize, random_flip=config.random_flip,
+      split_fractions=config.split_fractions, download=config.download)
 
 
 def build_model(config, info):
@@ -255,10 +265,11 @@ class _CheckpointAndGuard(keras.callbacks.Callback):
   """
 
   def __init__(self, manager, batches, every, total, clock, writer, max_seconds=0.0,
-               keep=True):
+               budget_clock="wall", keep=True):
     super().__init__()
     self.manager, self.batches, self.every, self.total = manager, batches, every, total
-    self.clock, self.writer, self.max_seconds, self.keep = clock, writer, max_seconds, keep
+    self.clock, self.writer, self.keep = clock, writer, keep
+    self.max_seconds, self.budget_clock = max_seconds, budget_clock
     self.bad_step = None
 
   def on_train_batch_end(self, batch, logs=None):
@@ -273,7 +284,8 @@ class _CheckpointAndGuard(keras.callbacks.Callback):
         for key in ("loss", "nll", "bits_per_dim"):
           if key in logs:  # Keras's mean over the epoch so far, at the true step.
             tf.summary.scalar(f"train_step/{key}", float(logs[key]), step=step)
-    out_of_time = self.max_seconds and self.clock.elapsed() >= self.max_seconds
+    out_of_time = (self.max_seconds and
+                   self.clock.elapsed(self.budget_clock) >= self.max_seconds)
     if due or step >= self.total or out_of_time:
       if not all(np.isfinite(w).all() for w in self.model.get_weights()):
         return self._stop_bad(step)
@@ -290,27 +302,32 @@ class _CheckpointAndGuard(keras.callbacks.Callback):
 
 
 class _Clock(keras.callbacks.Callback):
-  """Training wall time, accumulated across resumed runs in a checkpointed variable.
+  """Training wall and CPU time, accumulated across resumed runs in checkpointed variables.
 
   Validation and sample summaries are excluded, so images/second measures training.
   """
 
+  CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
   def __init__(self):
     super().__init__()
-    self.seconds = tf.Variable(0.0, dtype=tf.float64, trainable=False)
+    self.seconds = {kind: tf.Variable(0.0, dtype=tf.float64, trainable=False)
+                    for kind in self.CLOCKS}
     self._started = None
 
   def resume(self):
-    self._started = time.perf_counter()
+    self._started = {kind: now() for kind, now in self.CLOCKS.items()}
 
   def pause(self):
     if self._started is not None:
-      self.seconds.assign_add(time.perf_counter() - self._started)
+      for kind, now in self.CLOCKS.items():
+        self.seconds[kind].assign_add(now() - self._started[kind])
       self._started = None
 
-  def elapsed(self):
-    running = time.perf_counter() - self._started if self._started is not None else 0.0
-    return float(self.seconds.numpy()) + running
+  def elapsed(self, kind="wall"):
+    """Seconds of training so far by the "wall" or the "cpu" (this process) clock."""
+    running = (self.CLOCKS[kind]() - self._started[kind]) if self._started is not None else 0.0
+    return float(self.seconds[kind].numpy()) + running
 
   def save_elapsed(self):
     self.pause()
@@ -425,7 +442,8 @@ def train_and_evaluate(config, workdir, on_trained=None):
   clock = _Clock()
   batches = tf.Variable(0, dtype=tf.int64, trainable=False)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
-                                   train_seconds=clock.seconds, batches=batches)
+                                   train_seconds=clock.seconds["wall"],
+                                   train_cpu_seconds=clock.seconds["cpu"], batches=batches)
   # Every worker saves (saving may involve collectives); only the chief's copy is kept,
   # in workdir/checkpoints, which all workers restore from: workdir must be shared.
   checkpoint_dir = os.path.join(workdir, "checkpoints")
@@ -448,7 +466,8 @@ def train_and_evaluate(config, workdir, on_trained=None):
   writer = (tf.summary.create_file_writer(os.path.join(tb_dir, "steps")) if chief
             else tf.summary.create_noop_writer())
   guard = _CheckpointAndGuard(manager, batches, config.checkpoint_every, total_steps, clock,
-                              writer, config.max_train_seconds, keep=chief)
+                              writer, config.max_train_seconds, config.budget_clock,
+                              keep=chief)
   num_epochs = math.ceil(total_steps / steps_per_epoch)
   if start_step < total_steps:
     train_ds = _sharded(data.dataset("train", config.batch_size, training=True,
@@ -466,7 +485,7 @@ def train_and_evaluate(config, workdir, on_trained=None):
     model.fit(train_ds, epochs=num_epochs,
               initial_epoch=start_step // steps_per_epoch, steps_per_epoch=steps_per_epoch,
               validation_data=valid_ds, callbacks=callbacks, verbose=config.verbose)
-  train_seconds = float(clock.seconds.numpy())
+  train_seconds = clock.elapsed("wall")
   if guard.bad_step is not None:
     last = manager.latest_checkpoint or "none yet"
     raise NonFiniteLossError(
@@ -484,6 +503,7 @@ def train_and_evaluate(config, workdir, on_trained=None):
       f"{eval_split}_nll_nats": float(results["nll"]),
       f"{eval_split}_bits_per_dim": float(results["bits_per_dim"]),
       "train_seconds": train_seconds,
+      "train_cpu_seconds": clock.elapsed("cpu"),
       "train_steps": steps_done,
       "train_images_per_second": (steps_done * config.batch_size / train_seconds
                                   if train_seconds > 0 else None),

@@ -1,15 +1,22 @@
-"""PixelCNN on binarized MNIST: throughput, test NLL after a budget, sampling time.
+"""Any tfgen model on real data: throughput, test NLL after a budget, sampling time.
 
-  python bench/pixelcnn_bench.py                       # one epoch, batch 64
-  python bench/pixelcnn_bench.py --epochs=0 --max_train_seconds=600
+  python bench/likelihood_bench.py                          # PixelCNN, one epoch, batch 64
+  python bench/likelihood_bench.py --model=gated_pixelcnn --cpu_seconds=600
+  python bench/likelihood_bench.py --dataset=mnist_8bit --cpu_seconds=600
 
-Trains the default PixelCNN (or --hparams) with `tfgen.train_lib` on the train split of
-`../shared/data/binarized_mnist.npz`, evaluates on the whole test split, and prints one
-JSON object:
+Datasets (from `../shared/data/`):
+  binarized_mnist  the fixed binarization, 50,000 train / 10,000 test images.
+  mnist_8bit       the 8-bit MNIST test set (256 levels), split 9,000 train / 1,000 test
+                   with the loader's fixed split seed; it has labels (--conditional).
+
+Trains the model (default hyper-parameters, or --hparams) with `tfgen.train_lib`,
+evaluates on the whole test split, and prints one JSON object:
   pipeline_images_per_second  the tf.data input pipeline alone (must be far above
                               training throughput: input is never the bottleneck)
   train_images_per_second     training throughput (validation excluded)
-  train_seconds, train_steps  the budget actually used
+  train_seconds, train_cpu_seconds, train_steps
+                              the budget actually used (a --cpu_seconds budget counts
+                              this process's CPU time: fair on a shared machine)
   test_nll_nats, test_bits_per_dim
   sample_seconds              time to sample --sample_batch images (graph already traced)
   sample_trace_seconds        the first call, including tracing the sampling graph
@@ -28,13 +35,23 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_DATA = flags.DEFINE_string(
-    "data", os.path.join(os.path.dirname(_REPO), "shared", "data", "binarized_mnist.npz"),
-    "The binarized MNIST .npz (train/valid/test).")
+_SHARED = os.path.join(os.path.dirname(_REPO), "shared", "data")
+# name -> (file, TrainConfig fields)
+DATASETS = {
+    "binarized_mnist": ("binarized_mnist.npz", {}),
+    "mnist_8bit": ("mnist_test.npz", {"split_fractions": (0.9, 0.0, 0.1)}),
+}
+_DATASET = flags.DEFINE_enum("dataset", "binarized_mnist", sorted(DATASETS), "Benchmark data.")
+_DATA_DIR = flags.DEFINE_string("data_dir", _SHARED, "Directory holding the .npz files.")
 _MODEL = flags.DEFINE_string("model", "pixelcnn", "Model name.")
+_CONDITIONAL = flags.DEFINE_bool("conditional", False, "Class-conditional (mnist_8bit).")
 _HPARAMS = flags.DEFINE_string("hparams", "", "Model hyper-parameters, key=value,...")
-_EPOCHS = flags.DEFINE_float("epochs", 1.0, "Epochs (0 with --max_train_seconds).")
+_EPOCHS = flags.DEFINE_float(
+    "epochs", None, "Epochs (default: 1, or until the --cpu_seconds/--max_train_seconds "
+    "budget runs out).")
 _MAX_SECONDS = flags.DEFINE_float("max_train_seconds", 0.0, "Wall-clock training budget.")
+_CPU_SECONDS = flags.DEFINE_float("cpu_seconds", 0.0,
+                                  "Training budget in CPU seconds of this process.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 _LR = flags.DEFINE_float("learning_rate", 2e-3, "Peak learning rate.")
 _SCHEDULE = flags.DEFINE_string("lr_schedule", "cosine", "cosine or constant.")
@@ -51,15 +68,22 @@ def main(argv):
   from tfgen import hparams_parser
   from tfgen import train_lib
 
-  epochs = _EPOCHS.value if _EPOCHS.value > 0 else 1e6
+  if _MAX_SECONDS.value and _CPU_SECONDS.value:
+    raise app.UsageError("Give --max_train_seconds or --cpu_seconds, not both.")
+  budgeted = bool(_MAX_SECONDS.value or _CPU_SECONDS.value)
+  until_budget = budgeted and _EPOCHS.value is None
+  epochs = 1e6 if until_budget else (_EPOCHS.value or 1.0)
   # A time budget has no planned length for cosine decay to span: use a constant rate.
-  schedule = _SCHEDULE.value if _EPOCHS.value > 0 else "constant"
+  schedule = "constant" if until_budget else _SCHEDULE.value
+  file_name, dataset_fields = DATASETS[_DATASET.value]
   config = train_lib.TrainConfig(
       model=_MODEL.value, hparams=hparams_parser.parse(_HPARAMS.value),
-      dataset=f"npz:{_DATA.value}", batch_size=_BATCH.value, epochs=epochs,
+      dataset=f"npz:{os.path.join(_DATA_DIR.value, file_name)}",
+      conditional=_CONDITIONAL.value, batch_size=_BATCH.value, epochs=epochs,
       learning_rate=_LR.value, lr_schedule=schedule,
-      max_train_seconds=_MAX_SECONDS.value, num_samples=0, verbose=2, seed=_SEED.value,
-      checkpoint_every=500)
+      max_train_seconds=_CPU_SECONDS.value or _MAX_SECONDS.value,
+      budget_clock="cpu" if _CPU_SECONDS.value else "wall",
+      num_samples=0, verbose=2, seed=_SEED.value, checkpoint_every=500, **dataset_fields)
   data = train_lib.load_data(config)
   stream = iter(data.dataset("train", config.batch_size, training=True))
   next(stream)
@@ -72,26 +96,31 @@ def main(argv):
   metrics = train_lib.train_and_evaluate(config, workdir)
   model = keras.models.load_model(os.path.join(workdir, "model.keras"))
   start = time.perf_counter()
-  model.sample(_SAMPLE_BATCH.value, seed=0)
+  labels = train_lib.sample_labels(_SAMPLE_BATCH.value, model.num_classes)
+  model.sample(_SAMPLE_BATCH.value, seed=0, labels=labels)
   trace_seconds = time.perf_counter() - start
   start = time.perf_counter()
-  model.sample(_SAMPLE_BATCH.value, seed=1)
+  model.sample(_SAMPLE_BATCH.value, seed=1, labels=labels)
   sample_seconds = time.perf_counter() - start
 
   result = {
-      "benchmark": "pixelcnn_binarized_mnist",
+      "benchmark": "likelihood",
+      "dataset": _DATASET.value,
       "model": config.model,
+      "conditional": config.conditional,
       "hparams": dict(model.hparams),
       "num_params": metrics["num_params"],
       "batch_size": config.batch_size,
-      "epochs": _EPOCHS.value,
+      "epochs": None if until_budget else epochs,
       "max_train_seconds": _MAX_SECONDS.value,
+      "cpu_seconds": _CPU_SECONDS.value,
       "learning_rate": config.learning_rate,
       "lr_schedule": config.lr_schedule,
       "seed": config.seed,
       "pipeline_images_per_second": round(pipeline_rate, 1),
       "train_images_per_second": round(metrics["train_images_per_second"], 1),
       "train_seconds": round(metrics["train_seconds"], 1),
+      "train_cpu_seconds": round(metrics["train_cpu_seconds"], 1),
       "train_steps": metrics["train_steps"],
       "test_nll_nats": round(metrics["test_nll_nats"], 3),
       "test_bits_per_dim": round(metrics["test_bits_per_dim"], 5),
