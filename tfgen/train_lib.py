@@ -77,6 +77,8 @@ class TrainConfig:
       distribution and its log-likelihood stay in float32.
     checkpoint_every: steps between checkpoints (at most that much work is lost).
     eval_batch_size: batch size of evaluation.
+    eval_importance_samples: k of the importance-weighted estimate of log p(x) for
+      latent-variable models (VAEs); exact likelihoods ignore it.
     verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
   """
   model: str = "pixelcnn"
@@ -106,11 +108,12 @@ class TrainConfig:
   mixed_precision: str = "none"
   checkpoint_every: int = 200
   eval_batch_size: int = 256
+  eval_importance_samples: int = 1000
   verbose: int = 1
 
   # Fields that may change between a run and its resumption.
   RESUMABLE_CHANGES = ("epochs", "train_steps", "num_samples", "checkpoint_every",
-                       "eval_batch_size", "verbose", "download", "data_dir", "strategy",
+                       "eval_batch_size", "eval_importance_samples", "verbose", "download", "data_dir", "strategy",
                        "max_train_seconds", "budget_clock", "task_index", "worker_hosts")
 
   def validate(self):
@@ -122,6 +125,8 @@ class TrainConfig:
          "Give a positive number of epochs or train_steps."),
         (self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}."),
         (self.num_samples >= 0, f"num_samples must be >= 0, got {self.num_samples}."),
+        (self.eval_importance_samples >= 1,
+         f"eval_importance_samples must be positive, got {self.eval_importance_samples}."),
         (self.checkpoint_every >= 1,
          f"checkpoint_every must be positive, got {self.checkpoint_every}."),
         (self.lr_schedule in ("cosine", "constant"),
@@ -497,11 +502,10 @@ def train_and_evaluate(config, workdir, on_trained=None):
   if on_trained is not None:
     on_trained(model)
 
-  results = model.evaluate(_sharded(data.dataset(eval_split, config.eval_batch_size)),
-                           verbose=0, return_dict=True)
-  metrics = {
-      f"{eval_split}_nll_nats": float(results["nll"]),
-      f"{eval_split}_bits_per_dim": float(results["bits_per_dim"]),
+  results = model.test_metrics(_sharded(data.dataset(eval_split, config.eval_batch_size)),
+                               num_importance_samples=config.eval_importance_samples)
+  metrics = {f"{eval_split}_{key}": value for key, value in results.items()}
+  metrics.update({
       "train_seconds": train_seconds,
       "train_cpu_seconds": clock.elapsed("cpu"),
       "train_steps": steps_done,
@@ -514,7 +518,7 @@ def train_and_evaluate(config, workdir, on_trained=None):
       "num_levels": info.num_levels,
       "num_replicas": strategy.num_replicas_in_sync,
       "resumed_from_step": start_step,
-  }
+  })
   if not chief:
     return metrics
   model.save(os.path.join(workdir, "model.keras"))

@@ -62,23 +62,21 @@ class HParamsMixin:
     return resolved
 
 
-class AutoregressiveModel(HParamsMixin, keras.Model):
-  """A model of p(x) (or p(x | y)) as a product of per-subpixel distributions.
+class ImageModel(HParamsMixin, keras.Model):
+  """What every tfgen model shares: image and label checks, Keras plumbing, config.
 
-    log p(x | y) = sum_t log p(x_t | x_<t, y),   t over H * W * C subpixels
-
-  Subclasses build their layers in `__init__`, call `self._finish_init()` at its end,
-  and implement `call(inputs, training=False) -> params [B, H, W, P]`.
+  A model of images `[B, H, W, C]` of integer levels in `[0, K)`, optionally
+  conditioned on class labels `[B]`. Subclasses build their layers in `__init__` and
+  call `self._finish_init()` at its end, so every variable exists after construction.
 
   Args:
     image_shape: `(H, W, C)`.
     num_levels: `K`.
-    num_classes: number of class labels for p(x | y), or None for p(x).
+    num_classes: number of class labels for a conditional model, or None.
     **hparams: model hyper-parameters, see the subclass's `HPARAMS`.
   """
 
   MODEL_NAME = None
-  PIXEL_DISTRIBUTION = "categorical"
 
   def __init__(self, image_shape, num_levels, num_classes=None, name=None, **hparams):
     resolved = self.resolve_hparams(hparams)
@@ -92,12 +90,6 @@ class AutoregressiveModel(HParamsMixin, keras.Model):
     self.num_levels = int(num_levels)
     self.num_classes = None if num_classes is None else int(num_classes)
     self.hparams = resolved
-    self.head = distributions.make_pixel_head(
-        self.PIXEL_DISTRIBUTION, self.num_levels, image_shape[-1])
-    self.nll_tracker = keras.metrics.Mean(name="nll")
-    self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
-    self._log_prob_fn = None
-    self._fill_fns = {}
 
   @property
   def num_subpixels(self):
@@ -128,12 +120,6 @@ class AutoregressiveModel(HParamsMixin, keras.Model):
     images, _ = unpack_inputs(inputs)
     x = tf.cast(images, tf.float32)
     return x * (2.0 / (self.num_levels - 1)) - 1.0  # [B, H, W, C]
-
-  # ---- likelihood -------------------------------------------------------------------
-
-  def distribution(self, inputs, training=False):
-    """The image distribution p(x | y) for a batch, given the images it conditions on."""
-    return self.head.image_distribution(self(inputs, training=training))
 
   def _check_images(self, images, what="images"):
     images = tf.convert_to_tensor(images)
@@ -178,6 +164,109 @@ class AutoregressiveModel(HParamsMixin, keras.Model):
             f"labels must lie in [0, {self.num_classes}), got values in [{lo}, {hi}].")
     return tf.cast(labels, tf.int32)
 
+  def test_metrics(self, dataset, **options):
+    """Test-set metrics, a dict of Python floats named with their units.
+
+    The default is Keras `evaluate`'s metrics. Subclasses with estimators that are not
+    per-batch metrics (e.g. importance-weighted likelihood bounds) override it.
+
+    Args:
+      dataset: a `tf.data.Dataset` of the model's inputs.
+      **options: model-specific evaluation options; see the subclass.
+    """
+    del options
+    return {k: float(v) for k, v in self.evaluate(dataset, verbose=0, return_dict=True).items()}
+
+  # ---- Keras plumbing ---------------------------------------------------------------
+
+  def compile(self, optimizer="adam", loss=None, **kwargs):
+    """Keras `compile` with the model's own loss (see `compute_loss`)."""
+    if loss is not None:
+      raise ValueError(
+          f"Model {self.name!r} defines its own loss (see its compute_loss); call "
+          "compile() without `loss`.")
+    super().compile(optimizer=optimizer, **kwargs)
+
+  def train_step(self, data):
+    return self._reducible_logs(super().train_step(data))
+
+  def test_step(self, data):
+    return self._reducible_logs(super().test_step(data))
+
+  def _reducible_logs(self, logs):
+    # Keras (3.15) reduces step logs across a multi-worker cluster with
+    # strategy.reduce("MEAN", v, axis=0), which rejects the scalar metric values every
+    # model returns (tensorflow/tensorflow#72388). The values are already synchronized
+    # (metric states are aggregated across replicas), so shape [1] makes that mean the
+    # value itself, returned as a scalar.
+    strategy = self.distribute_strategy
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+      return logs
+    spec = resolver.cluster_spec()
+    if sum(spec.num_tasks(job) for job in spec.jobs) <= 1:
+      return logs
+    return {key: tf.reshape(value, [1]) for key, value in logs.items()}
+
+  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+    # Keras (3.15) builds a model under a distribution strategy by first reducing one
+    # input batch across replicas (strategy.reduce("MEAN", batch)). Under
+    # MultiWorkerMirroredStrategy that reduce rejects nested inputs such as
+    # {"image", "label"}, so fit() fails before the first step. tfgen models are built
+    # at construction; with the optimizer built too there is nothing to build, so skip
+    # it. (tests/test_multi_worker.py fails loudly if Keras changes this hook.)
+    if self.built and self.optimizer is not None and self.optimizer.built:
+      return
+    super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+  def compile_from_config(self, config):
+    """Recompiles a loaded model (with its optimizer) from `get_compile_config()`."""
+    config = keras.saving.deserialize_keras_object(config)
+    if config.get("loss") is None:
+      config.pop("loss", None)
+    self.compile(**config)
+    self.optimizer.build(self.trainable_variables)
+
+  # ---- serialization ----------------------------------------------------------------
+
+  def get_config(self):
+    return dict(name=self.name, image_shape=list(self.image_shape),
+                num_levels=self.num_levels, num_classes=self.num_classes,
+                **dict(self.hparams))
+
+  @classmethod
+  def from_config(cls, config):
+    return cls(**config)
+
+
+class AutoregressiveModel(ImageModel):
+  """A model of p(x) (or p(x | y)) as a product of per-subpixel distributions.
+
+    log p(x | y) = sum_t log p(x_t | x_<t, y),   t over H * W * C subpixels
+
+  Subclasses build their layers in `__init__`, call `self._finish_init()` at its end,
+  and implement `call(inputs, training=False) -> params [B, H, W, P]`.
+
+  Args: see `ImageModel`.
+  """
+
+  PIXEL_DISTRIBUTION = "categorical"
+
+  def __init__(self, image_shape, num_levels, num_classes=None, name=None, **hparams):
+    super().__init__(image_shape, num_levels, num_classes, name=name, **hparams)
+    self.head = distributions.make_pixel_head(
+        self.PIXEL_DISTRIBUTION, self.num_levels, self.image_shape[-1])
+    self.nll_tracker = keras.metrics.Mean(name="nll")
+    self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
+    self._log_prob_fn = None
+    self._fill_fns = {}
+
+  # ---- likelihood -------------------------------------------------------------------
+
+  def distribution(self, inputs, training=False):
+    """The image distribution p(x | y) for a batch, given the images it conditions on."""
+    return self.head.image_distribution(self(inputs, training=training))
+
   def log_prob(self, images, labels=None):
     """log p(x) (or log p(x | y)) of each image, in nats.
 
@@ -198,6 +287,17 @@ class AutoregressiveModel(HParamsMixin, keras.Model):
           lambda inputs: self.distribution(inputs).log_prob(inputs["image"]),
           reduce_retracing=True)
     return self._log_prob_fn(self._inputs(images, labels))
+
+  def test_metrics(self, dataset, **options):
+    """Exact test NLL: `{"nll_nats": per image, "bits_per_dim": ...}`.
+
+    Args:
+      dataset: a `tf.data.Dataset` of the model's inputs.
+      **options: ignored; the likelihood is exact and needs no estimator settings.
+    """
+    del options
+    results = self.evaluate(dataset, verbose=0, return_dict=True)
+    return {"nll_nats": float(results["nll"]), "bits_per_dim": float(results["bits_per_dim"])}
 
   # ---- sampling ---------------------------------------------------------------------
 
@@ -271,54 +371,6 @@ class AutoregressiveModel(HParamsMixin, keras.Model):
 
   # ---- training ---------------------------------------------------------------------
 
-  def compile(self, optimizer="adam", loss=None, **kwargs):
-    """Keras `compile` with the model's own loss, the negative log-likelihood."""
-    if loss is not None:
-      raise ValueError(
-          f"Model {self.name!r} trains by maximum likelihood and defines its own loss; "
-          "call compile() without `loss`.")
-    super().compile(optimizer=optimizer, **kwargs)
-
-  def train_step(self, data):
-    return self._reducible_logs(super().train_step(data))
-
-  def test_step(self, data):
-    return self._reducible_logs(super().test_step(data))
-
-  def _reducible_logs(self, logs):
-    # Keras (3.15) reduces step logs across a multi-worker cluster with
-    # strategy.reduce("MEAN", v, axis=0), which rejects the scalar metric values every
-    # model returns (tensorflow/tensorflow#72388). The values are already synchronized
-    # (metric states are aggregated across replicas), so shape [1] makes that mean the
-    # value itself, returned as a scalar.
-    strategy = self.distribute_strategy
-    resolver = getattr(strategy, "cluster_resolver", None)
-    if resolver is None or not isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
-      return logs
-    spec = resolver.cluster_spec()
-    if sum(spec.num_tasks(job) for job in spec.jobs) <= 1:
-      return logs
-    return {key: tf.reshape(value, [1]) for key, value in logs.items()}
-
-  def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-    # Keras (3.15) builds a model under a distribution strategy by first reducing one
-    # input batch across replicas (strategy.reduce("MEAN", batch)). Under
-    # MultiWorkerMirroredStrategy that reduce rejects nested inputs such as
-    # {"image", "label"}, so fit() fails before the first step. tfgen models are built
-    # at construction; with the optimizer built too there is nothing to build, so skip
-    # it. (tests/test_multi_worker.py fails loudly if Keras changes this hook.)
-    if self.built and self.optimizer is not None and self.optimizer.built:
-      return
-    super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
-
-  def compile_from_config(self, config):
-    """Recompiles a loaded model (with its optimizer) from `get_compile_config()`."""
-    config = keras.saving.deserialize_keras_object(config)
-    if config.get("loss") is None:
-      config.pop("loss", None)
-    self.compile(**config)
-    self.optimizer.build(self.trainable_variables)
-
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
     """Mean negative log-likelihood in nats per image.
 
@@ -338,14 +390,3 @@ class AutoregressiveModel(HParamsMixin, keras.Model):
     if self.losses:
       loss += tf.nn.scale_regularization_loss(tf.add_n(self.losses))
     return loss
-
-  # ---- serialization ----------------------------------------------------------------
-
-  def get_config(self):
-    return dict(name=self.name, image_shape=list(self.image_shape),
-                num_levels=self.num_levels, num_classes=self.num_classes,
-                **dict(self.hparams))
-
-  @classmethod
-  def from_config(cls, config):
-    return cls(**config)
