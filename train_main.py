@@ -65,6 +65,9 @@ _MIXED_PRECISION = flags.DEFINE_enum(
     "mixed_precision", "none", ["none", "mixed_float16", "mixed_bfloat16"],
     "Compute in 16-bit floats; the pixel distribution stays float32.")
 _CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
+_EVAL_IMPORTANCE_SAMPLES = flags.DEFINE_integer(
+    "eval_importance_samples", 1000,
+    "VAEs: importance samples k of the test estimate of -log p(x) (test_nll_nats).")
 _VERBOSE = flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bars, 2 one line per epoch.")
 
 
@@ -94,7 +97,8 @@ def main(argv):
         num_samples=_NUM_SAMPLES.value, strategy=_STRATEGY.value,
         worker_hosts=tuple(_WORKER_HOSTS.value), task_index=_TASK_INDEX.value,
         mixed_precision=_MIXED_PRECISION.value,
-        checkpoint_every=_CHECKPOINT_EVERY.value, verbose=_VERBOSE.value)
+        checkpoint_every=_CHECKPOINT_EVERY.value,
+        eval_importance_samples=_EVAL_IMPORTANCE_SAMPLES.value, verbose=_VERBOSE.value)
     model_dir = _MODEL_DIR.value or os.path.join(
         "runs", f"{config.model}-{config.dataset.replace(':', '_').replace('/', '_')}")
     metrics = train_lib.train_and_evaluate(config, model_dir)

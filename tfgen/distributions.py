@@ -1,8 +1,10 @@
-"""Pixel distributions: the one place where model parameters become TFP distributions.
+"""Pixel and latent distributions: where model parameters become TFP distributions.
 
-Every autoregressive model in tfgen ends in a 1x1 layer that emits `P` parameters per
-pixel; a *pixel head* owns the layout of those parameters and turns them into
-`tfp.distributions` objects. Models never build distributions themselves.
+Every image model in tfgen ends in a layer that emits `P` parameters per pixel; a
+*pixel head* owns the layout of those parameters and turns them into
+`tfp.distributions` objects. Autoregressive models emit them from a causal network;
+VAE decoders from a latent code. The VAE's Gaussian posterior and its prior are made
+here too. Models never build distributions themselves.
 
 Glossary of tensor shapes:
   B: batch size.
@@ -10,6 +12,7 @@ Glossary of tensor shapes:
   C: colour channels (1 for grayscale, 3 for RGB).
   K: number of levels of a subpixel (2 for binary images, 256 for 8-bit).
   P: parameters per pixel emitted by the model (`head.num_params`).
+  D: latent dimensions of a VAE.
 
 Generation order: pixels in raster order (row by row, left to right) and, within a
 pixel, channels in order (R, then G, then B). The parameters of channel `c` may depend
@@ -110,13 +113,147 @@ class CategoricalPixelHead:
       int32 `[B]` levels in `[0, K)`.
     """
     dist = self.subpixel_distribution(pixel_params, channel, pixel_levels)
-    cdf = tf.cumsum(dist.probs_parameter(), axis=-1)  # [B, K]
-    below = tf.cast(cdf < uniform[:, None], tf.int32)  # [B, K]
-    # Rounding can leave CDF(K-1) a hair below 1; never return level K.
-    return tf.minimum(tf.reduce_sum(below, axis=-1), self.num_levels - 1)
+    return inverse_cdf(dist.probs_parameter(), uniform)  # [B]
+
+  def image_quantile(self, params, uniform):
+    """Inverse-CDF sample of every subpixel at once, for parameters that do not
+    depend on the image (a VAE decoder's): `[B, H, W, P]`, uniform `[B, H, W, C]`."""
+    probs = tf.nn.softmax(tf.cast(self._logits(params), tf.float32))  # [B, H, W, C, K]
+    return inverse_cdf(probs, uniform)  # [B, H, W, C]
+
+  def mean(self, params):
+    """E[x] in levels, float `[B, H, W, C]`."""
+    probs = tf.nn.softmax(tf.cast(self._logits(params), tf.float32))  # [B, H, W, C, K]
+    return tf.reduce_sum(probs * tf.range(self.num_levels, dtype=tf.float32), axis=-1)
 
 
-_HEADS = {CategoricalPixelHead.name: CategoricalPixelHead}
+def inverse_cdf(probs, uniform):
+  """`min{k : CDF(k) >= u}`, the level that uniform noise `u` selects.
+
+  Args:
+    probs: float `[..., K]` probabilities.
+    uniform: float `[...]` in [0, 1).
+
+  Returns:
+    int32 `[...]` levels in `[0, K)`.
+  """
+  cdf = tf.cumsum(probs, axis=-1)  # [..., K]
+  below = tf.cast(cdf < uniform[..., None], tf.int32)  # [..., K]
+  # Rounding can leave CDF(K-1) a hair below 1; never return level K.
+  return tf.minimum(tf.reduce_sum(below, axis=-1), probs.shape[-1] - 1)
+
+
+class BernoulliPixelHead:
+  """Independent Bernoulli subpixels for binary images (K = 2), given their logits.
+
+    log p(x | z) = sum_{i, j, c} x log sigmoid(l) + (1 - x) log sigmoid(-l)
+
+  Parameter layout: `P = C` logits. For decoders whose parameters do not depend on
+  the image (VAEs); an autoregressive model uses `CategoricalPixelHead` with K = 2.
+
+  References:
+    [1] Diederik P. Kingma, Max Welling. Auto-Encoding Variational Bayes. ICLR 2014.
+        https://arxiv.org/abs/1312.6114 (appendix C.1)
+  """
+
+  name = "bernoulli"
+
+  def __init__(self, num_levels, num_channels):
+    if num_levels != 2:
+      raise ValueError(
+          f"The Bernoulli likelihood is for binary images (2 levels), got {num_levels} "
+          "levels. Use the categorical or Gaussian likelihood, or binarize the data.")
+    self.num_levels = 2
+    self.num_channels = int(num_channels)
+
+  @property
+  def num_params(self):
+    return self.num_channels
+
+  def image_distribution(self, params):
+    """`tfd.Distribution`, batch `[B]`, event `[H, W, C]` of int32 levels."""
+    logits = tf.cast(params, tf.float32)  # [B, H, W, C]
+    return tfd.Independent(tfd.Bernoulli(logits=logits, dtype=tf.int32),
+                           reinterpreted_batch_ndims=3)
+
+  def image_quantile(self, params, uniform):
+    """Inverse CDF: level 1 where u > P(x = 0)."""
+    p_one = tf.sigmoid(tf.cast(params, tf.float32))  # [B, H, W, C]
+    return tf.cast(uniform > 1.0 - p_one, tf.int32)
+
+  def mean(self, params):
+    return tf.sigmoid(tf.cast(params, tf.float32))  # [B, H, W, C]
+
+
+class _IndependentLevels(tfd.Independent):
+  """`tfd.Independent` over a float-valued discrete distribution that also takes the
+  integer levels every other head takes (QuantizedDistribution's dtype is float)."""
+
+  def _log_prob(self, x):
+    return super()._log_prob(tf.cast(x, self.dtype))
+
+  def _prob(self, x):
+    return super()._prob(tf.cast(x, self.dtype))
+
+
+class DiscretizedGaussianPixelHead:
+  """A Gaussian with learned mean and variance per subpixel, integrated over each level.
+
+  The decoder of the lecture's VAE, p(x | z) = N(mu(z), diag sigma(z)^2), made a
+  distribution over the K levels so its log-likelihood is a real number of bits: level
+  k gets the Gaussian mass of its bin, and the edge levels get the tails,
+
+    P(x = k) = Phi((k + 1/2 - mu) / sigma) - Phi((k - 1/2 - mu) / sigma),  0 < k < K-1
+    P(x = 0) = Phi((1/2 - mu) / sigma),   P(x = K-1) = 1 - Phi((K - 3/2 - mu) / sigma)
+
+  (mu, sigma in level units). This is `tfd.QuantizedDistribution` of a Normal shifted
+  by -1/2 (it bins (k-1, k] onto k), which evaluates the differences in log space from
+  the side of the median, so tiny sigmas and far-off means stay finite.
+
+  Parameter layout: `P = 2C`: `m` then `s` per channel, with
+  mu = (K - 1) (m + 1) / 2 (m = -1..1 spans the levels, like the network's input) and
+  sigma = (K - 1) (softplus(s) + 1e-3) / 2.
+  """
+
+  name = "gaussian"
+
+  def __init__(self, num_levels, num_channels):
+    if num_levels < 2:
+      raise ValueError(f"num_levels must be at least 2, got {num_levels}.")
+    self.num_levels = int(num_levels)
+    self.num_channels = int(num_channels)
+
+  @property
+  def num_params(self):
+    return 2 * self.num_channels
+
+  def _loc_scale(self, params):
+    params = tf.cast(params, tf.float32)
+    m, s = tf.split(params, 2, axis=-1)  # [B, H, W, C] each
+    half = (self.num_levels - 1) / 2.0
+    return half * (m + 1.0), half * (tf.nn.softplus(s) + 1e-3)
+
+  def image_distribution(self, params):
+    """`tfd.Distribution`, batch `[B]`, event `[H, W, C]` of levels (float-valued)."""
+    loc, scale = self._loc_scale(params)
+    binned = tfd.QuantizedDistribution(tfd.Normal(loc - 0.5, scale), low=0.0,
+                                       high=float(self.num_levels - 1))
+    return _IndependentLevels(binned, reinterpreted_batch_ndims=3)
+
+  def image_quantile(self, params, uniform):
+    """Inverse CDF of the binned Gaussian: the level whose bin holds mu + sigma Phi^-1(u)."""
+    loc, scale = self._loc_scale(params)
+    x = tfd.Normal(loc, scale).quantile(tf.clip_by_value(uniform, 1e-7, 1.0 - 1e-7))
+    return tf.cast(tf.clip_by_value(tf.round(x), 0.0, self.num_levels - 1.0), tf.int32)
+
+  def mean(self, params):
+    """The Gaussian's mean clipped to the level range (not the binned mean)."""
+    loc, _ = self._loc_scale(params)
+    return tf.clip_by_value(loc, 0.0, self.num_levels - 1.0)  # [B, H, W, C]
+
+
+_HEADS = {head.name: head for head in
+          (CategoricalPixelHead, BernoulliPixelHead, DiscretizedGaussianPixelHead)}
 
 
 def make_pixel_head(name, num_levels, num_channels):
@@ -124,6 +261,20 @@ def make_pixel_head(name, num_levels, num_channels):
   if name not in _HEADS:
     raise ValueError(f"Unknown pixel distribution {name!r}; choose one of {sorted(_HEADS)}.")
   return _HEADS[name](num_levels, num_channels)
+
+
+def gaussian_posterior(params):
+  """q(z | x) = N(mu, diag sigma^2) from encoder outputs `[B, 2D]` (mu, then s).
+
+  sigma = softplus(s) + 1e-4: positive and smooth, where exp(s) overflows for large s.
+  """
+  loc, s = tf.split(tf.cast(params, tf.float32), 2, axis=-1)  # [B, D] each
+  return tfd.MultivariateNormalDiag(loc=loc, scale_diag=tf.nn.softplus(s) + 1e-4)
+
+
+def standard_normal_prior(latent_dim):
+  """p(z) = N(0, I) over `D = latent_dim` dimensions."""
+  return tfd.MultivariateNormalDiag(loc=tf.zeros([latent_dim]))
 
 
 def bits_per_dim(nll_nats, num_subpixels):

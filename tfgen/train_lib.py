@@ -30,7 +30,9 @@ import tensorflow as tf
 
 from tfgen import data as data_lib
 from tfgen import images as images_lib
+from tfgen import latents
 from tfgen import models
+from tfgen.models import vae as vae_lib
 
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
@@ -255,7 +257,9 @@ def sample_labels(num, num_classes):
 def sample_grid(model, num, seed, progress=False):
   """Samples `num` images (class k in column k for p(x | y)) as one uint8 picture."""
   labels = sample_labels(num, model.num_classes)
-  samples = model.sample(num, seed=seed, labels=labels, progress=progress).numpy()
+  # Only autoregressive samplers are slow enough to report progress.
+  options = {"progress": progress} if isinstance(model, models.base.AutoregressiveModel) else {}
+  samples = model.sample(num, seed=seed, labels=labels, **options).numpy()
   return images_lib.grid(samples, model.num_levels, columns=model.num_classes)
 
 
@@ -384,6 +388,53 @@ def _check_resume(config_path, config):
         "Resume it with the same settings, or pass a new --model_dir to start afresh.")
 
 
+def _write_latent_figures(model, data, split, workdir, seed):
+  """Pictures of an autoencoder's or VAE's latent space, written into `workdir`.
+
+  reconstructions.png (rows of test images over their reconstructions), traversal.png
+  (one row per latent dimension, the most used first), and for a 2-D latent space
+  latent_scatter.png (test codes coloured by label) and, for a VAE, manifold.png.
+
+  Returns:
+    Metrics about the latent space: the use score (KL nats for a VAE, code variance
+    for an autoencoder) of each traversed dimension, and the number of active
+    dimensions (VAE: KL above 0.01 nats, Burda et al. 2016).
+  """
+  levels = model.num_levels
+  scale = max(1, 64 // model.image_shape[0])
+
+  def save(name, picture):
+    with open(os.path.join(workdir, name), "wb") as f:
+      f.write(images_lib.png_bytes(picture, scale=scale))
+
+  dataset = data.dataset(split, 256)
+  element = next(iter(data.dataset(split, 16, training=True, seed=seed)))
+  images, labels = models.base.unpack_inputs(element)
+  labels = labels if model.num_classes else None
+  recon = np.round(model.reconstruct(images, labels).numpy()).astype(np.int32)
+  save("reconstructions.png", images_lib.grid(np.concatenate([images.numpy(), recon]), levels,
+                                              columns=len(recon)))
+  first_label = None if labels is None else int(labels[0])
+  pictures, dims, scores = latents.default_traversal(model, dataset, labels=first_label)
+  rows, steps = pictures.shape[:2]
+  save("traversal.png", images_lib.grid(np.round(pictures.reshape((-1,) + model.image_shape))
+                                        .astype(np.int32), levels, columns=steps))
+  out = {"traversal_dims": [int(d) for d in dims],
+         "traversal_dim_scores": [round(float(v), 4) for v in scores]}
+  if isinstance(model, vae_lib.VAE):
+    score, _, _ = latents.code_statistics(model, dataset)
+    out["active_latent_dims"] = int((score > 0.01).sum())
+  if model.latent_dim == 2:
+    codes, codes_labels = latents.encode_dataset(model, dataset, max_images=5000)
+    with open(os.path.join(workdir, "latent_scatter.png"), "wb") as f:
+      f.write(latents.scatter_png(codes, codes_labels, data.info.label_names))
+    if isinstance(model, vae_lib.VAE):
+      grid = latents.manifold(model, labels=first_label)
+      save("manifold.png", images_lib.grid(np.round(grid.reshape((-1,) + model.image_shape))
+                                           .astype(np.int32), levels, columns=grid.shape[1]))
+  return out
+
+
 def train_and_evaluate(config, workdir, on_trained=None):
   """Trains `config.model` on `config.dataset`, evaluates, samples, writes `workdir`.
 
@@ -484,7 +535,7 @@ def train_and_evaluate(config, workdir, on_trained=None):
       # Per-epoch curves; per-step ones come from the guard, at the true step (Keras's
       # own batch counter restarts at 0 when a run resumes).
       callbacks.append(keras.callbacks.TensorBoard(tb_dir, write_graph=False))
-    if config.num_samples and chief:
+    if config.num_samples and chief and hasattr(model, "sample"):
       callbacks.append(_SampleSummary(writer, clock, batches, config.seed,
                                       every=max(1, num_epochs // 5)))
     model.fit(train_ds, epochs=num_epochs,
@@ -522,7 +573,9 @@ def train_and_evaluate(config, workdir, on_trained=None):
   if not chief:
     return metrics
   model.save(os.path.join(workdir, "model.keras"))
-  if config.num_samples:
+  if isinstance(model, vae_lib.LatentModel):
+    metrics.update(_write_latent_figures(model, data, eval_split, workdir, config.seed))
+  if config.num_samples and hasattr(model, "sample"):
     picture = sample_grid(model, config.num_samples, config.seed,
                           progress=config.verbose == 1)
     with open(os.path.join(workdir, "samples.png"), "wb") as f:

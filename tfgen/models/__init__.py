@@ -2,8 +2,13 @@
 
 from tfgen.models import base
 from tfgen.models.pixelcnn import PixelCNN
+from tfgen.models.vae import VAE
+from tfgen.models.vae import Autoencoder
+from tfgen.models.vae import ConvAutoencoder
+from tfgen.models.vae import ConvVAE
 
-_REGISTRY = {cls.MODEL_NAME: cls for cls in (PixelCNN,)}
+_REGISTRY = {cls.MODEL_NAME: cls for cls in (PixelCNN, Autoencoder, ConvAutoencoder, VAE,
+                                             ConvVAE)}
 
 
 def available():
@@ -43,4 +48,5 @@ def build(name, image_shape, num_levels, num_classes=None, **hparams):
   return model_class(name)(image_shape, num_levels, num_classes, **hparams)
 
 
-__all__ = ["available", "base", "build", "default_hparams", "model_class", "PixelCNN"]
+__all__ = ["available", "base", "build", "default_hparams", "model_class", "Autoencoder",
+           "ConvAutoencoder", "ConvVAE", "PixelCNN", "VAE"]
