@@ -66,7 +66,7 @@ _MIXED_PRECISION = flags.DEFINE_enum(
     "Compute in 16-bit floats; the pixel distribution stays float32.")
 _CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
 _EVAL_IMPORTANCE_SAMPLES = flags.DEFINE_integer(
-    "eval_importance_samples", 1000,
+    "eval_importance_samples", 250,
     "VAEs: importance samples k of the test estimate of -log p(x) (test_nll_nats).")
 _VERBOSE = flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bars, 2 one line per epoch.")
 

@@ -110,7 +110,7 @@ class TrainConfig:
   mixed_precision: str = "none"
   checkpoint_every: int = 200
   eval_batch_size: int = 256
-  eval_importance_samples: int = 1000
+  eval_importance_samples: int = 250
   verbose: int = 1
 
   # Fields that may change between a run and its resumption.
