@@ -369,6 +369,32 @@ class AutoregressiveModel(ImageModel):
     return sampling.fill_subpixels(params_fn, self.head, images, noise,
                                    row_start * per_row, row_stop * per_row)
 
+  # ---- export (used by export/export_lib.py) ----------------------------------------
+
+  def export_noise_specs(self, batch):
+    """The randomness an exported sampler takes: uniform noise of the image's shape."""
+    return {"noise": tf.TensorSpec((batch,) + self.image_shape, tf.float32)}
+
+  def sample_from_noise(self, noise, labels):
+    """`sample` as a graph of TFLite builtin ops: noise dict -> int32 levels.
+
+    The cached sampler where the model has one, so the on-device loop costs what
+    `model.sample` costs.
+    """
+    uniform = noise["noise"]  # [B, H, W, C]
+    fill = self.incremental_fill if self.supports_fast_sampling else self._naive_fill
+    return fill(tf.zeros_like(uniform, tf.int32), uniform, labels, tf.constant(0),
+                tf.constant(self.image_shape[0]))
+
+  def log_prob_graph(self, images, labels):
+    """log p(x | y) in nats `[B]` of int32 images, inside a traced function."""
+    return self.distribution(self._inputs(images, labels)).log_prob(images)
+
+  def export_extras(self, batch):
+    """Family-specific exported signatures: {name: (fn, [TensorSpec])}; none here."""
+    del batch
+    return {}
+
   # ---- training ---------------------------------------------------------------------
 
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):

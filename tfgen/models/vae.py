@@ -435,6 +435,43 @@ class VAE(LatentModel):
             "reconstruction_nats": -float(results["reconstruction"]),
             "kl_nats": float(results["kl"])}
 
+  # ---- export (used by export/export_lib.py) ----------------------------------------
+
+  # k of the importance-weighted log p(x) in exported graphs (fixed at export time).
+  EXPORT_IMPORTANCE_SAMPLES = 100
+
+  def export_noise_specs(self, batch):
+    """The randomness an exported sampler takes: z ~ N(0, I) and uniform pixel noise."""
+    return {"z": tf.TensorSpec((batch, self.latent_dim), tf.float32),
+            "noise": tf.TensorSpec((batch,) + self.image_shape, tf.float32)}
+
+  def sample_from_noise(self, noise, labels):
+    """Prior draw `z` and inverse-CDF pixel draw in one graph of TFLite builtin ops."""
+    return self.head.image_quantile(self._decoder_params(noise["z"], labels), noise["noise"])
+
+  def log_prob_graph(self, images, labels):
+    """The k = `EXPORT_IMPORTANCE_SAMPLES` estimate of log p(x | y), seed 0."""
+    k = self.EXPORT_IMPORTANCE_SAMPLES
+    return self._iw_log_prob(images, labels, tf.constant(k), tf.constant(k), tf.constant(0))
+
+  def export_extras(self, batch):
+    """`decode` (z, noise -> parameters, mean, a sample) and `encode` (-> mu, sigma)."""
+    z_spec = tf.TensorSpec((batch, self.latent_dim), tf.float32, name="z")
+    noise_spec = tf.TensorSpec((batch,) + self.image_shape, tf.float32, name="noise")
+    image_spec = tf.TensorSpec((batch,) + self.image_shape, tf.int32, name="images")
+
+    def decode(z, noise, labels=None):
+      params = self._decoder_params(z, labels)  # [B, H, W, P]
+      return {"params": params, "mean": self.head.mean(params),
+              "levels": self.head.image_quantile(params, noise)}
+
+    def encode(images, labels=None):
+      q = distributions.gaussian_posterior(
+          self._encoder_outputs(self._inputs(images, labels)))
+      return {"mean": q.mean(), "stddev": q.stddev()}
+
+    return {"decode": (decode, [z_spec, noise_spec]), "encode": (encode, [image_spec])}
+
   # ---- sampling ---------------------------------------------------------------------
 
   def sample(self, num, seed=None, labels=None, mean=False, z=None, noise=None):
@@ -467,13 +504,12 @@ class VAE(LatentModel):
       draw_z = lambda: tf.random.stateless_normal([num, self.latent_dim], [int(seed), 0])
       draw_u = lambda: tf.random.stateless_uniform(shape, [int(seed), 1])
     z, _ = self._check_codes(draw_z() if z is None else z, labels)
-    params = self._decoder_params(z, labels)
     if mean:
-      return tf.cast(tf.round(self.head.mean(params)), tf.int32)
+      return tf.cast(tf.round(self.decode_mean(z, labels)), tf.int32)
     noise = tf.convert_to_tensor(draw_u() if noise is None else noise, tf.float32)
     if tuple(noise.shape) != shape:
       raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}.")
-    return self.head.image_quantile(params, noise)
+    return self.sample_from_noise({"z": z, "noise": noise}, labels)
 
 
 @keras.saving.register_keras_serializable(package="tfgen")

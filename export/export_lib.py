@@ -1,0 +1,370 @@
+"""Exports a trained tfgen model to a SavedModel and to TFLite samplers.
+
+One exporter for every model family: a model says what randomness its sampler takes
+(`export_noise_specs`), how to sample from it in a graph of TFLite builtin ops
+(`sample_from_noise`), how to score images (`log_prob_graph`) and which extra
+signatures it has (`export_extras`, e.g. a VAE's `encode`/`decode`). This module wraps
+those in signatures with input checks, writes the SavedModel, converts the sampler to
+`.tflite` (float32, float16, dynamic-range int8) and writes `metadata.json` and a
+README describing every input and output.
+
+Layout of OUT:
+  saved_model/             signatures "sample", "log_prob" (+ family extras); needs only
+                           TensorFlow to load: tf.saved_model.load(OUT + "/saved_model")
+  sampler_float32.tflite   the whole sampling loop (for autoregressive models a WHILE
+  sampler_float16.tflite   loop over positions with a fixed-shape image buffer) in
+  sampler_int8.tflite      builtin ops only: the stock LiteRT interpreter runs it
+  metadata.json, README.md
+
+Glossary of tensor shapes:
+  B: batch (`batch_size` for TFLite; any for the SavedModel).  H, W, C: image shape.
+  D: latent dimensions (VAEs).
+"""
+
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+import tensorflow as tf
+
+from tensorflow.python.framework import convert_to_constants
+
+FORMATS = ("saved_model", "tflite")
+QUANTIZATIONS = ("none", "float16", "dynamic_int8")
+TFLITE_NAMES = {"none": "sampler_float32.tflite", "float16": "sampler_float16.tflite",
+                "dynamic_int8": "sampler_int8.tflite"}
+
+
+class ExportError(ValueError):
+  """A model directory, model or option that cannot be exported; the message says why."""
+
+
+def load_model(model_dir):
+  """Loads a finished `train_main.py` run: `(model, config dict)`.
+
+  Raises:
+    ExportError: for a missing directory or model file, or a file Keras cannot load
+      (see `tfgen.runs.load_model`).
+  """
+  from tfgen import runs  # pylint: disable=g-import-not-at-top
+  try:
+    return runs.load_model(model_dir)
+  except runs.RunError as e:
+    raise ExportError(str(e)) from e
+
+
+def export_run(model_dir, out_dir, formats=FORMATS, quantize=QUANTIZATIONS, batch_size=16):
+  """Exports a finished `train_main.py` run: `export` of its model, with the run's
+  config and class names in the metadata.
+
+  Raises:
+    ExportError: as `load_model` and `export`.
+  """
+  model, config = load_model(model_dir)
+  return export(model, out_dir, formats=formats, quantize=quantize, batch_size=batch_size,
+                label_names=_label_names(config), model_config=config)
+
+
+def _label_names(config):
+  """Class names of the run's dataset for the metadata; None when they cannot be read."""
+  if not config.get("conditional"):
+    return None
+  from tfgen import runs  # pylint: disable=g-import-not-at-top
+  try:
+    info = runs.load_data(config).info
+  except ValueError:  # Moved or offline data: the names are optional.
+    return None
+  return list(info.label_names) if info.label_names else None
+
+
+def _check(model):
+  if not hasattr(model, "sample_from_noise"):
+    raise ExportError(
+        f"Model {model.name!r} ({type(model).__name__}) has no sampler or likelihood to "
+        "export: an autoencoder is not a generative model. Export a PixelCNN-family "
+        "model or a VAE; use model.encoder / model.decoder from Keras for an autoencoder.")
+
+
+def _to_uint8(model, levels):
+  scale = 255.0 / (model.num_levels - 1)
+  return tf.cast(tf.round(tf.cast(levels, tf.float32) * scale), tf.uint8)
+
+
+def _label_spec(model, batch):
+  if model.num_classes is None:
+    return []
+  return [tf.TensorSpec([batch], tf.int32, name="labels")]
+
+
+def _assert_shape(tensor, shape, what):
+  """Asserts the trailing shape; message names the expected full shape."""
+  expected = "[batch, " + ", ".join(str(d) for d in shape) + "]"
+  return tf.debugging.assert_equal(
+      tf.shape(tensor)[1:], tf.constant(shape, tf.int32),
+      message=f"{what} must have shape {expected}")
+
+
+def _checked_labels(model, labels, batch_of):
+  if labels is None:
+    return []
+  return [
+      tf.debugging.assert_equal(tf.shape(labels)[0], tf.shape(batch_of)[0],
+                                message="labels must have one entry per image, shape [batch]"),
+      tf.debugging.assert_non_negative(labels, message="labels must be >= 0"),
+      tf.debugging.assert_less(
+          labels, model.num_classes,
+          message=f"labels must be class indices below num_classes={model.num_classes}"),
+  ]
+
+
+def _signatures(model, checks=True, batch=None):
+  """{name: (tf.function, [TensorSpec])} of everything exported.
+
+  With `checks`, inputs are asserted (shape, range, labels) so a wrong input fails with
+  a message instead of a silent wrong answer; TFLite samplers are built without them
+  (Assert is not a builtin op) and a fixed batch.
+  """
+  labels_spec = _label_spec(model, batch)
+  noise_specs = model.export_noise_specs(batch)
+  noise_names = list(noise_specs)
+
+  def sample(*args):
+    noise = dict(zip(noise_names, args[:len(noise_names)]))
+    labels = args[len(noise_names)] if labels_spec else None
+    deps = []
+    if checks:
+      for name, value in noise.items():
+        spec = noise_specs[name]
+        deps.append(_assert_shape(value, list(spec.shape[1:]), name))
+        if name == "noise":  # Uniform noise for inverse-CDF sampling.
+          deps += [tf.debugging.assert_non_negative(value, message="noise must lie in [0, 1)"),
+                   tf.debugging.assert_less(value, 1.0, message="noise must lie in [0, 1)")]
+      deps += _checked_labels(model, labels, noise["noise"])
+    with tf.control_dependencies(deps):
+      levels = model.sample_from_noise(noise, labels)
+    return {"images": _to_uint8(model, levels), "levels": levels}
+
+  def log_prob(images, labels=None):
+    deps = []
+    if checks:
+      deps = [_assert_shape(images, list(model.image_shape), "images"),
+              tf.debugging.assert_non_negative(images, message="images must hold levels >= 0"),
+              tf.debugging.assert_less(
+                  images, model.num_levels,
+                  message=f"images must hold levels below num_levels={model.num_levels}")]
+      deps += _checked_labels(model, labels, images)
+    with tf.control_dependencies(deps):
+      nats = model.log_prob_graph(images, labels)
+    return {"log_prob_nats": nats,
+            "bits_per_dim": -nats / (float(np.prod(model.image_shape)) * np.log(2.0))}
+
+  image_spec = tf.TensorSpec((batch,) + model.image_shape, tf.int32, name="images")
+  noise_list = [tf.TensorSpec(s.shape, s.dtype, name=n) for n, s in noise_specs.items()]
+  out = {"sample": (sample, noise_list + labels_spec),
+         "log_prob": (log_prob, [image_spec] + labels_spec)}
+  for name, (fn, specs) in model.export_extras(batch).items():
+    out[name] = (fn, specs + labels_spec)
+  return out
+
+
+def _describe(concrete):
+  """{"inputs": {name: {shape, dtype}}, "outputs": {...}} of a concrete function."""
+  args, kwargs = concrete.structured_input_signature
+  inputs = {spec.name: {"shape": [d if d is not None else -1 for d in spec.shape.as_list()],
+                        "dtype": spec.dtype.name}
+            for spec in list(args) + list(kwargs.values()) if isinstance(spec, tf.TensorSpec)}
+  outputs = {name: {"shape": [d if d is not None else -1 for d in spec.shape.as_list()],
+                    "dtype": spec.dtype.name}
+             for name, spec in concrete.structured_outputs.items()}
+  return {"inputs": inputs, "outputs": outputs}
+
+
+def _concrete(fn, specs):
+  return tf.function(fn, input_signature=specs, autograph=False).get_concrete_function()
+
+
+def _save_signatures(model, path):
+  module = tf.Module()
+  module.model = model  # Tracks the variables.
+  signatures = {}
+  for name, (fn, specs) in _signatures(model, checks=True).items():
+    setattr(module, name, tf.function(fn, input_signature=specs))
+    signatures[name] = getattr(module, name).get_concrete_function()
+  # No "serve" endpoint: the TFLite converter would then drop every other signature.
+  tf.saved_model.save(module, path, signatures=signatures)
+  return {name: _describe(c) for name, c in signatures.items()}
+
+
+def _tflite_sampler(model, batch, quantize):
+  """The sampler as `.tflite` bytes, builtin operators only.
+
+  Variables are frozen into constants first: the converter leaves variables read inside
+  a WHILE body as READ_VARIABLE ops, which LiteRT cannot resolve at run time.
+  """
+  fn, specs = _signatures(model, checks=False, batch=batch)["sample"]
+  concrete = _concrete(fn, specs)
+  frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
+
+  def named(*args):  # The frozen function returns a flat list; restore the names.
+    return tf.nest.pack_sequence_as(concrete.structured_outputs,
+                                    tf.nest.flatten(frozen(*args)))
+
+  module = tf.Module()
+  module.sample = tf.function(named, input_signature=specs)
+  with tempfile.TemporaryDirectory() as tmp:
+    tf.saved_model.save(module, tmp, signatures={"sample": module.sample.get_concrete_function()})
+    converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["sample"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+    if quantize != "none":
+      converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if quantize == "float16":
+      converter.target_spec.supported_types = [tf.float16]
+    try:
+      blob = converter.convert()
+    except Exception as e:
+      raise ExportError(
+          f"Model {model.name!r} cannot be converted to a TFLite sampler with builtin "
+          f"operators only ({str(e).splitlines()[0][:300]}). Export --formats=saved_model, "
+          "or report the operator named above.") from e
+  custom = [op for op in tflite_operators(blob) if op.startswith("CUSTOM")]
+  if custom:  # The stock LiteRT interpreter has no Flex delegate to run these.
+    raise ExportError(
+        f"Model {model.name!r} converts to a TFLite sampler that needs non-builtin "
+        f"operators {custom}, which LiteRT cannot run. Export --formats=saved_model.")
+  return blob
+
+
+def tflite_operators(path_or_bytes):
+  """Every operator a `.tflite` model uses, in all of its subgraphs (WHILE bodies too).
+
+  Builtins by name (e.g. "WHILE", "CONV_2D"); a custom operator, such as a Flex op
+  the stock interpreter cannot run, as "CUSTOM:<name>".
+  """
+  from tensorflow.lite.python import schema_py_generated as schema  # pylint: disable=g-import-not-at-top
+  blob = path_or_bytes
+  if not isinstance(blob, bytes):
+    with open(path_or_bytes, "rb") as f:
+      blob = f.read()
+  names = {code: name for name, code in vars(schema.BuiltinOperator).items()
+           if not name.startswith("_")}
+  found = set()
+  for code in schema.ModelT.InitFromPackedBuf(blob, 0).operatorCodes:
+    # Codes above 127 live in builtinCode; older files keep small ones deprecated.
+    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    if builtin == schema.BuiltinOperator.CUSTOM:
+      custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
+      found.add(f"CUSTOM:{custom}")
+    else:
+      found.add(names.get(builtin, f"BUILTIN_{builtin}"))
+  return sorted(found)
+
+
+def export(model, out_dir, formats=FORMATS, quantize=QUANTIZATIONS, batch_size=16,
+           label_names=None, model_config=None):
+  """Writes the SavedModel and/or TFLite samplers of `model` into `out_dir`.
+
+  Args:
+    model: a trained tfgen model with a sampler (autoregressive models, VAEs).
+    out_dir: output directory (created; existing export files are replaced).
+    formats: subset of `FORMATS`.
+    quantize: subset of `QUANTIZATIONS`, the TFLite variants to write.
+    batch_size: the fixed batch of the TFLite samplers.
+    label_names: class names of a conditional model, for the metadata.
+    model_config: the training config.json contents, for the metadata.
+
+  Returns:
+    The metadata dict also written to `out_dir/metadata.json`.
+
+  Raises:
+    ExportError: for an unknown format or quantization, a bad batch size, a model
+      without a sampler, or a sampler that needs non-builtin TFLite operators.
+  """
+  formats, quantize = tuple(formats), tuple(quantize)
+  bad = [f for f in formats if f not in FORMATS] + [q for q in quantize if q not in QUANTIZATIONS]
+  if bad or not formats:
+    raise ExportError(
+        f"Unknown or missing format/quantization {bad or formats}: formats are "
+        f"{', '.join(FORMATS)}; quantizations are {', '.join(QUANTIZATIONS)}.")
+  if int(batch_size) < 1:
+    raise ExportError(f"batch_size must be a positive number of images, got {batch_size}.")
+  _check(model)
+  os.makedirs(out_dir, exist_ok=True)
+  meta = {
+      "model": type(model).__name__, "model_name": getattr(model, "MODEL_NAME", None),
+      "image_shape": list(model.image_shape), "num_levels": model.num_levels,
+      "num_classes": model.num_classes, "label_names": label_names,
+      "latent_dim": getattr(model, "latent_dim", None),
+      "uint8_mapping": f"uint8 = round(level * 255 / {model.num_levels - 1})",
+      "noise": {name: ("standard normal" if name == "z" else "uniform in [0, 1)")
+                for name in model.export_noise_specs(None)},
+      "training_config": model_config,
+  }
+  if "saved_model" in formats:
+    path = os.path.join(out_dir, "saved_model")
+    shutil.rmtree(path, ignore_errors=True)
+    meta["saved_model"] = {"path": "saved_model", "signatures": _save_signatures(model, path)}
+    if hasattr(model, "EXPORT_IMPORTANCE_SAMPLES"):
+      meta["saved_model"]["log_prob_importance_samples"] = model.EXPORT_IMPORTANCE_SAMPLES
+  if "tflite" in formats:
+    meta["tflite"] = {}
+    for q in quantize:
+      blob = _tflite_sampler(model, int(batch_size), q)
+      name = TFLITE_NAMES[q]
+      with open(os.path.join(out_dir, name), "wb") as f:
+        f.write(blob)
+      from ai_edge_litert import interpreter as litert
+      runner = litert.Interpreter(model_content=blob).get_signature_runner("sample")
+      meta["tflite"][q] = {
+          "file": name, "bytes": len(blob), "batch_size": int(batch_size),
+          "inputs": {k: {"shape": v["shape"].tolist(), "dtype": np.dtype(v["dtype"]).name}
+                     for k, v in runner.get_input_details().items()},
+          "outputs": {k: {"shape": v["shape"].tolist(), "dtype": np.dtype(v["dtype"]).name}
+                      for k, v in runner.get_output_details().items()},
+          "operators": tflite_operators(blob)}
+  with open(os.path.join(out_dir, "metadata.json"), "w") as f:
+    json.dump(meta, f, indent=2)
+  with open(os.path.join(out_dir, "README.md"), "w") as f:
+    f.write(_readme(meta))
+  return meta
+
+
+def _readme(meta):
+  lines = [f"# Exported {meta['model']} ({meta['model_name']})", "",
+           f"Images {meta['image_shape']} with {meta['num_levels']} levels; "
+           f"{meta['uint8_mapping']}.", ""]
+  if meta["num_classes"]:
+    lines += [f"Class-conditional: labels 0..{meta['num_classes'] - 1} "
+              f"({meta['label_names'] or 'unnamed'}).", ""]
+  if "saved_model" in meta:
+    lines += ["## SavedModel (needs only TensorFlow)", "", "```python",
+              "import numpy as np, tensorflow as tf",
+              "m = tf.saved_model.load('saved_model')"]
+    sample = meta["saved_model"]["signatures"]["sample"]["inputs"]
+    args = []
+    for name, spec in sample.items():
+      shape = tuple(4 if d == -1 else d for d in spec["shape"])
+      if name == "labels":
+        args.append(f"labels=np.zeros({shape[0]}, np.int32)")
+      elif name == "z":
+        args.append(f"z=np.random.normal(size={shape}).astype(np.float32)")
+      else:
+        args.append(f"{name}=np.random.uniform(size={shape}).astype(np.float32)")
+    lines += ["out = m.signatures['sample'](" + ", ".join(args) + ")",
+              "images = out['images'].numpy()  # uint8", "```", "", "Signatures:", ""]
+    for name, sig in meta["saved_model"]["signatures"].items():
+      ins = ", ".join(f"{k} {v['dtype']}{v['shape']}" for k, v in sig["inputs"].items())
+      outs = ", ".join(f"{k} {v['dtype']}{v['shape']}" for k, v in sig["outputs"].items())
+      lines.append(f"- `{name}`: {ins} -> {outs}")
+    lines.append("")
+  for q, info in meta.get("tflite", {}).items():
+    ins = ", ".join(f"{k} {v['dtype']}{v['shape']}" for k, v in info["inputs"].items())
+    outs = ", ".join(f"{k} {v['dtype']}{v['shape']}" for k, v in info["outputs"].items())
+    lines.append(f"- `{info['file']}` ({q}, {info['bytes']} bytes): signature `sample`: "
+                 f"{ins} -> {outs}")
+  if meta.get("tflite"):
+    lines += ["", "Run a sampler with the LiteRT interpreter (`pip install ai-edge-litert`):",
+              "", "```sh", "python -m export.sample_main --tflite=sampler_float32.tflite "
+              "--out=samples.png", "```", ""]
+  return "\n".join(lines) + "\n"

@@ -1,0 +1,269 @@
+"""Exported SavedModels and TFLite samplers: parity with Keras, builtin ops, input errors."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from ai_edge_litert import interpreter as litert
+
+import likelihood_checks as checks
+from conftest import REPO_ROOT
+from export import export_lib
+from tfgen import models
+
+# Wide enough (3x3x16x16 kernels) that dynamic-range int8 really quantizes weights:
+# the converter leaves tensors under 1,024 elements in float.
+PIXELCNN = dict(hidden_dim=16, num_blocks=1, output_dim=32, input_kernel_size=3,
+                kernel_size=3)
+BATCH = 4
+
+
+def _noise(model, seed=0, batch=BATCH):
+  rng = np.random.default_rng(seed)
+  return rng.uniform(size=(batch,) + model.image_shape).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def pixelcnn_export(tmp_path_factory):
+  """A conditional RGB PixelCNN (cached sampler), exported in every format."""
+  model = checks.randomize(models.build("pixelcnn", (4, 4, 3), 4, num_classes=3, **PIXELCNN))
+  out = str(tmp_path_factory.mktemp("pixelcnn"))
+  meta = export_lib.export(model, out, batch_size=BATCH, label_names=["a", "b", "c"])
+  return model, out, meta
+
+
+@pytest.fixture(scope="module")
+def vae_export(tmp_path_factory):
+  model = checks.randomize(models.build("vae", (4, 4, 1), 2, latent_dim=3, hidden_dims="64"),
+                           scale=0.5)
+  out = str(tmp_path_factory.mktemp("vae"))
+  meta = export_lib.export(model, out, batch_size=BATCH)
+  return model, out, meta
+
+
+def _tflite(out, name, **inputs):
+  runner = litert.Interpreter(model_path=os.path.join(out, name)).get_signature_runner("sample")
+  return runner(**inputs)
+
+
+def test_pixelcnn_sampler_parity_across_formats(pixelcnn_export):
+  model, out, meta = pixelcnn_export
+  noise, labels = _noise(model), np.array([0, 1, 2, 1], np.int32)
+  keras_levels = model.sample(BATCH, noise=noise, labels=labels).numpy()
+  saved = tf.saved_model.load(os.path.join(out, "saved_model"))
+  sm = saved.signatures["sample"](noise=tf.constant(noise), labels=tf.constant(labels))
+  np.testing.assert_array_equal(sm["levels"].numpy(), keras_levels)
+  np.testing.assert_array_equal(sm["images"].numpy(),
+                                np.round(keras_levels * 255 / 3).astype(np.uint8))
+  lite = _tflite(out, "sampler_float32.tflite", noise=noise, labels=labels)
+  np.testing.assert_array_equal(lite["levels"], keras_levels)  # Exactly, every pixel.
+  assert lite["images"].dtype == np.uint8
+  float_nll = -model.log_prob(keras_levels, labels).numpy().mean()
+  for name in ("sampler_float16.tflite", "sampler_int8.tflite"):
+    levels = _tflite(out, name, noise=noise, labels=labels)["levels"]
+    agree = (levels == keras_levels).mean()
+    nll = -model.log_prob(levels, labels).numpy().mean()
+    # Quantized weights move some CDF steps past the noise: a few pixels differ (and
+    # every later pixel then conditions on them); the samples stay as likely.
+    assert agree > 0.7, (name, agree)
+    assert abs(nll - float_nll) < 0.25 * float_nll, (name, nll, float_nll)
+  # The variants really hold quantized weights, not copies of the float model.
+  assert "INT8" not in _tensor_types(out, "sampler_float32.tflite")
+  assert "INT8" in _tensor_types(out, "sampler_int8.tflite")
+  assert "FLOAT16" in _tensor_types(out, "sampler_float16.tflite")
+  sizes = {q: meta["tflite"][q]["bytes"] for q in meta["tflite"]}
+  assert sizes["dynamic_int8"] < sizes["none"] and sizes["float16"] < sizes["none"], sizes
+
+
+def _tensor_types(out, name):
+  """Types of the tensors in every subgraph of a .tflite file (WHILE bodies too)."""
+  from tensorflow.lite.python import schema_py_generated as schema
+  names = {code: n for n, code in vars(schema.TensorType).items() if not n.startswith("_")}
+  with open(os.path.join(out, name), "rb") as f:
+    model = schema.ModelT.InitFromPackedBuf(f.read(), 0)
+  return {names[t.type] for g in model.subgraphs for t in g.tensors}
+
+
+def test_tflite_samplers_use_builtin_operators_only(pixelcnn_export, vae_export):
+  for _, out, meta in (pixelcnn_export, vae_export):
+    for q, info in meta["tflite"].items():
+      ops = export_lib.tflite_operators(os.path.join(out, info["file"]))
+      assert ops == info["operators"]
+      assert not [op for op in ops if op.startswith("CUSTOM")], (q, ops)
+  # The autoregressive loop is inside the model, not in the caller.
+  assert "WHILE" in pixelcnn_export[2]["tflite"]["none"]["operators"]
+
+
+def test_operator_listing_sees_custom_ops():
+  # The broken variant: a graph with a stateless random op converted with Flex allowed.
+  @tf.function(input_signature=[tf.TensorSpec([2], tf.int32)])
+  def draw(seed):
+    return tf.random.stateless_uniform([3], seed)
+
+  converter = tf.lite.TFLiteConverter.from_concrete_functions([draw.get_concrete_function()],
+                                                              draw)
+  converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                         tf.lite.OpsSet.SELECT_TF_OPS]
+  ops = export_lib.tflite_operators(converter.convert())
+  assert any(op.startswith("CUSTOM:Flex") for op in ops), ops
+
+
+def test_log_prob_signature_equals_keras(pixelcnn_export, vae_export):
+  model, out, _ = pixelcnn_export
+  images = model.sample(6, seed=3, labels=np.arange(6) % 3).numpy()
+  labels = (np.arange(6) % 3).astype(np.int32)
+  saved = tf.saved_model.load(os.path.join(out, "saved_model"))
+  res = saved.signatures["log_prob"](images=tf.constant(images), labels=tf.constant(labels))
+  expected = model.log_prob(images, labels).numpy()
+  np.testing.assert_allclose(res["log_prob_nats"].numpy(), expected, rtol=1e-4)
+  np.testing.assert_allclose(res["bits_per_dim"].numpy(), -expected / (48 * np.log(2)),
+                             rtol=1e-4)
+  model, out, meta = vae_export
+  images = checks.all_images((4, 4, 1), 2)[::997][:6]
+  saved = tf.saved_model.load(os.path.join(out, "saved_model"))
+  res = saved.signatures["log_prob"](images=tf.constant(images))
+  k = meta["saved_model"]["log_prob_importance_samples"]
+  expected = model.log_prob(images, num_importance_samples=k, seed=0).numpy()
+  np.testing.assert_allclose(res["log_prob_nats"].numpy(), expected, rtol=1e-4)
+
+
+def test_vae_signatures(vae_export):
+  model, out, _ = vae_export
+  rng = np.random.default_rng(1)
+  z = rng.standard_normal((BATCH, 3)).astype(np.float32)
+  noise = _noise(model, 2)
+  keras_levels = model.sample(BATCH, z=z, noise=noise).numpy()
+  saved = tf.saved_model.load(os.path.join(out, "saved_model"))
+  np.testing.assert_array_equal(
+      saved.signatures["sample"](z=tf.constant(z), noise=tf.constant(noise))["levels"].numpy(),
+      keras_levels)
+  np.testing.assert_array_equal(
+      _tflite(out, "sampler_float32.tflite", z=z, noise=noise)["levels"], keras_levels)
+  decoded = saved.signatures["decode"](z=tf.constant(z), noise=tf.constant(noise))
+  np.testing.assert_allclose(decoded["mean"].numpy(), model.decode_mean(z).numpy(), rtol=1e-5)
+  np.testing.assert_array_equal(decoded["levels"].numpy(), keras_levels)
+  images = keras_levels
+  encoded = saved.signatures["encode"](images=tf.constant(images))
+  q = model.encode(images)
+  np.testing.assert_allclose(encoded["mean"].numpy(), q.mean().numpy(), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(encoded["stddev"].numpy(), q.stddev().numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("call,message", [
+    (lambda s, m: s["sample"](noise=tf.fill([2, 4, 4, 3], 1.5), labels=tf.zeros([2], tf.int32)),
+     "noise must lie in"),
+    (lambda s, m: s["sample"](noise=tf.zeros([2, 4, 4, 3]), labels=tf.constant([0, 3])),
+     "labels must be class indices below num_classes=3"),
+    (lambda s, m: s["sample"](noise=tf.zeros([2, 4, 4, 3]), labels=tf.constant([0])),
+     "labels must have one entry per image"),
+    (lambda s, m: s["log_prob"](images=tf.fill([1, 4, 4, 3], 4), labels=tf.constant([0])),
+     "images must hold levels below num_levels=4"),
+    (lambda s, m: s["log_prob"](images=tf.fill([1, 4, 4, 3], -1), labels=tf.constant([0])),
+     "images must hold levels >= 0"),
+])
+def test_bad_inputs_fail_with_a_message(pixelcnn_export, call, message):
+  _, out, _ = pixelcnn_export
+  signatures = tf.saved_model.load(os.path.join(out, "saved_model")).signatures
+  with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+    call(signatures, None)
+
+
+def test_wrong_shape_or_dtype_is_refused(pixelcnn_export):
+  _, out, _ = pixelcnn_export
+  sample = tf.saved_model.load(os.path.join(out, "saved_model")).signatures["sample"]
+  with pytest.raises(tf.errors.InvalidArgumentError,
+                     match=re.escape("noise must have shape [batch, 4, 4, 3]")):
+    sample(noise=tf.zeros([2, 5, 4, 3]), labels=tf.zeros([2], tf.int32))
+  # TensorFlow's own check, which names the expected dtype.
+  with pytest.raises((TypeError, ValueError, tf.errors.InvalidArgumentError),
+                     match="expected to be a float tensor"):
+    sample(noise=tf.zeros([2, 4, 4, 3], tf.int32), labels=tf.zeros([2], tf.int32))
+
+
+def test_saved_model_runs_without_tfgen_as_its_readme_says(pixelcnn_export):
+  _, out, meta = pixelcnn_export
+  readme = open(os.path.join(out, "README.md")).read()
+  code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+  check = code + (
+      "\nimport sys\nassert images.shape == (4, 4, 4, 3) and images.dtype == np.uint8\n"
+      "assert not [k for k in sys.modules if k.split('.')[0] in ('tfgen', 'export')]\n"
+      "print('ok')\n")
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  env.pop("PYTHONPATH", None)
+  proc = subprocess.run([sys.executable, "-c", check], cwd=out, env=env, capture_output=True,
+                        text=True, timeout=300)
+  assert proc.returncode == 0 and "ok" in proc.stdout, proc.stderr[-2000:]
+  saved = json.load(open(os.path.join(out, "metadata.json")))
+  assert saved["image_shape"] == [4, 4, 3] and saved["num_levels"] == 4
+  assert saved["label_names"] == ["a", "b", "c"]
+  assert set(saved["saved_model"]["signatures"]) == {"sample", "log_prob"}
+  assert saved["tflite"]["none"]["inputs"]["noise"]["shape"] == [BATCH, 4, 4, 3]
+
+
+def _cli(args, module="export"):
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
+  return subprocess.run([sys.executable, "-m", module] + args, cwd=REPO_ROOT, env=env,
+                        capture_output=True, text=True, timeout=600)
+
+
+def test_cli_exports_a_run_and_sample_main_draws_a_png(tmp_path):
+  run = tmp_path / "run"
+  run.mkdir()
+  model = checks.randomize(models.build("pixelcnn", (4, 4, 1), 2, **PIXELCNN))
+  model.save(str(run / "model.keras"))
+  out = tmp_path / "out"
+  proc = _cli([f"--model_dir={run}", f"--out={out}", "--formats=tflite", "--quantize=none",
+               "--batch_size=3"])
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  assert (out / "sampler_float32.tflite").exists() and not (out / "saved_model").exists()
+  png = tmp_path / "grid.png"
+  proc = _cli([f"--tflite={out / 'sampler_float32.tflite'}", f"--out={png}", "--seed=5"],
+              module="export.sample_main")
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  from PIL import Image
+  assert Image.open(png).size == (4 * (2 * 5 + 1),) * 2  # 2x2 grid of 4x4, scale 4.
+  # The same seed gives the images the Keras model draws from numpy's noise.
+  from export import sample_main
+  drawn = sample_main.sample(str(out / "sampler_float32.tflite"), seed=5)
+  noise = np.random.default_rng(5).uniform(size=(3, 4, 4, 1)).astype(np.float32)
+  np.testing.assert_array_equal(drawn // 255, model.sample(3, noise=noise).numpy())
+
+
+@pytest.mark.parametrize("setup,options,message", [
+    ("none", {}, "is not a directory"),
+    ("empty", {}, "has no model.keras"),
+    ("corrupt", {}, "cannot be loaded"),
+    ("autoencoder", {}, "not a generative model"),
+    ("pixelcnn", {"formats": ["onnx"]}, "Unknown or missing format"),
+    ("pixelcnn", {"quantize": ["int4"]}, "Unknown or missing format"),
+    ("pixelcnn", {"batch_size": 0}, "batch_size must be a positive"),
+])
+def test_unusable_runs_and_options_are_refused(tmp_path, setup, options, message):
+  run = tmp_path / "run"
+  if setup != "none":
+    run.mkdir()
+  if setup == "corrupt":
+    (run / "model.keras").write_bytes(b"PK\x03\x04 damaged")
+  elif setup in ("autoencoder", "pixelcnn"):
+    hp = dict(hidden_dims="8") if setup == "autoencoder" else PIXELCNN
+    models.build(setup, (4, 4, 1), 2, **hp).save(str(run / "model.keras"))
+  with pytest.raises(export_lib.ExportError, match=re.escape(message)):
+    export_lib.export_run(str(run), str(tmp_path / "out"), **options)
+
+
+def test_cli_errors_are_one_paragraph(tmp_path):
+  (tmp_path / "model.keras").write_bytes(b"PK\x03\x04 damaged")
+  proc = _cli([f"--model_dir={tmp_path}", f"--out={tmp_path / 'out'}"])
+  assert proc.returncode == 1
+  assert "cannot be loaded" in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+  proc = _cli([f"--model_dir={tmp_path}"])
+  assert proc.returncode == 1 and "pass --model_dir" in proc.stderr
+
+
+if __name__ == "__main__":
+  sys.exit(pytest.main([__file__, "-q"]))
