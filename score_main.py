@@ -29,15 +29,18 @@ _OUTLIERS = flags.DEFINE_list(
     "outliers", ["noise", "flip"], "Synthetic outlier sets made from the scored split: "
     "noise, flip, rotate, invert (empty for none).")
 _OUTLIER_DATASET = flags.DEFINE_string(
-    "outlier_dataset", None, "A dataset spec of real outliers, scored on its test split, "
+    "outlier_dataset", None, "A dataset spec of real outliers, every split of it scored, "
     "preprocessed like the run's data (and resized / reduced to the model's levels where "
     "they still differ).")
 _OUT = flags.DEFINE_string("out", None, "CSV to write (default MODEL_DIR/scores.csv).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Images per batch.")
-_MAX_IMAGES = flags.DEFINE_integer("max_images", None, "Score at most this many per set.")
+_MAX_IMAGES = flags.DEFINE_integer(
+    "max_images", None, "Score a random subset (drawn with --seed) of this many images per "
+    "set; default all.")
 _IMPORTANCE_SAMPLES = flags.DEFINE_integer(
     "eval_importance_samples", 250, "k of a VAE's importance-weighted log p(x).")
-_SEED = flags.DEFINE_integer("seed", 0, "Seed of synthetic noise and importance samples.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of subsets, synthetic noise and importance "
+                             "samples.")
 
 
 def main(argv):

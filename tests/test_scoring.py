@@ -132,6 +132,8 @@ def test_score_main_writes_csv_and_auroc(trained_run, tmp_path):
   sets = {r["set"] for r in rows}
   assert {"test", "noise"} <= sets and len(sets) == 3
   assert sum(r["set"] == "test" for r in rows) == 40
+  assert sum(r["set"] == f"folder:{folder}" for r in rows) == 5  # Every split of it.
+  assert summary["outlier_preprocessing"] == {"reduce_levels": 17}
   assert all(float(r["bits_per_dim"]) > 0 for r in rows)
 
 
@@ -139,19 +141,31 @@ def test_score_main_errors_are_one_paragraph(tmp_path):
   proc = _score_main([f"--model_dir={tmp_path / 'nothing'}"])
   assert proc.returncode == 1 and "is not a directory" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_unusable_runs_and_options_are_refused(trained_run, tmp_path):
+  from tfgen import runs
   (tmp_path / "model.keras").write_bytes(b"not a zip")
-  proc = _score_main([f"--model_dir={tmp_path}"])
-  assert proc.returncode == 1 and "cannot be loaded" in proc.stderr
-  assert "Traceback" not in proc.stderr
-
-
-def test_score_main_rejects_unknown_outliers_and_mismatched_data(trained_run):
-  proc = _score_main([f"--model_dir={trained_run}", "--outliers=blur"])
-  assert proc.returncode == 1 and "Unknown --outliers" in proc.stderr
-  model, _ = __import__("tfgen.runs").runs.load_model(trained_run)
+  with pytest.raises(runs.RunError, match="cannot be loaded"):
+    runs.load_model(str(tmp_path))
+  model, config = runs.load_model(trained_run)
+  data = runs.load_data(config)
+  with pytest.raises(ValueError, match="Unknown outlier kind"):
+    scoring.score_sets(model, data, "test", ("blur",))
   other = data_lib.load("digits", binarize="threshold")
   with pytest.raises(ValueError, match="preprocess it the same way"):
-    scoring.score_sets(model, data_lib.load("digits"), "test", (), other)
+    scoring.score_sets(model, data, "test", (), other)
+  # The CLI's way out: load the other set like the run's data, adapted to the model.
+  adapted, changes = runs.load_data_like(model, dict(config, binarize="none"),
+                                         "npz:" + _npz_of_8bit_digits(tmp_path))
+  assert changes == {"reduce_levels": 17} and adapted.info.num_levels == 17
+
+
+def _npz_of_8bit_digits(tmp_path):
+  images = np.random.default_rng(0).integers(0, 256, (20, 8, 8), dtype=np.uint8)
+  path = str(tmp_path / "other.npz")
+  np.savez(path, images=images)
+  return path
 
 
 def _score_main(args):

@@ -173,6 +173,30 @@ def outlier_images(images, kind, num_levels, seed=0):
   raise ValueError(f"Unknown outlier kind {kind!r}; choose one of {OUTLIER_KINDS}.")
 
 
+def _subset(data, splits, batch_size, max_images, seed):
+  """Images (and labels) of some splits: all, or a seeded random subset of `max_images`.
+
+  A random subset, not the first images: stored splits may be sorted by class.
+  """
+  images, labels = [], []
+  for split in splits:
+    for element in data.dataset(split, batch_size):
+      images.append(element["image"].numpy())
+      if "label" in element:
+        labels.append(element["label"].numpy())
+  images = np.concatenate(images)
+  labels = np.concatenate(labels) if labels else None
+  if max_images is not None and max_images < len(images):
+    keep = np.sort(np.random.default_rng(seed).choice(len(images), max_images, replace=False))
+    images, labels = images[keep], None if labels is None else labels[keep]
+  return images, labels
+
+
+def _batches(images, labels, batch_size):
+  element = {"image": images} if labels is None else {"image": images, "label": labels}
+  return tf.data.Dataset.from_tensor_slices(element).batch(batch_size)
+
+
 def score_sets(model, data, split="test", kinds=OUTLIER_KINDS, outlier_data=None,
                batch_size=256, num_importance_samples=250, max_images=None, seed=0):
   """Scores a split, synthetic outliers made from it, and optionally another dataset.
@@ -185,13 +209,13 @@ def score_sets(model, data, split="test", kinds=OUTLIER_KINDS, outlier_data=None
     data: the in-distribution `tfgen.data.ImageData`, preprocessed for the model.
     split: its split to score.
     kinds: synthetic outlier sets (`OUTLIER_KINDS`) made from the split's images.
-    outlier_data: an `ImageData` of real outliers (same shape and levels), scored on its
-      "test" split (or its only split), or None.
+    outlier_data: an `ImageData` of real outliers (same shape and levels), or None;
+      every split of it is scored (outliers are never trained on).
     batch_size: images per batch.
     num_importance_samples: k for VAEs.
-    max_images: images per set at most (a random subset is not taken: pass a split
-      that is not sorted by class, or None for all).
-    seed: seed of the synthetic noise and of a VAE's importance samples.
+    max_images: score a random subset (drawn with `seed`) of this many images per set;
+      None scores every image.
+    seed: seed of the subsets, the synthetic noise and a VAE's importance samples.
 
   Returns:
     `(scores, summary)`: {set name: `score_dataset` dict}, and {set name: {"images",
@@ -201,19 +225,6 @@ def score_sets(model, data, split="test", kinds=OUTLIER_KINDS, outlier_data=None
   Raises:
     ValueError: for outlier data whose images do not match the model.
   """
-  score = lambda ds: score_dataset(model, ds, num_importance_samples, seed, use_labels=False,
-                                   max_images=max_images)
-  scores = {split: score(data.dataset(split, batch_size))}
-  inliers = []
-  for element in data.dataset(split, batch_size):
-    inliers.append(element["image"].numpy())
-    if max_images is not None and sum(map(len, inliers)) >= max_images:
-      break
-  inliers = np.concatenate(inliers)[:max_images]
-  for kind in kinds:
-    images = outlier_images(inliers, kind, model.num_levels, seed)
-    ds = tf.data.Dataset.from_tensor_slices({"image": images}).batch(batch_size)
-    scores[kind] = score(ds)
   if outlier_data is not None:
     info = outlier_data.info
     if tuple(info.image_shape) != tuple(model.image_shape) or info.num_levels != model.num_levels:
@@ -222,8 +233,16 @@ def score_sets(model, data, split="test", kinds=OUTLIER_KINDS, outlier_data=None
           f"{info.num_levels} levels, but the model takes {model.image_shape} with "
           f"{model.num_levels}: preprocess it the same way (image_size, binarize, "
           "reduce_levels).")
-    other = "test" if outlier_data.has_split("test") else sorted(info.split_sizes)[0]
-    scores[info.name] = score(outlier_data.dataset(other, batch_size))
+  score = lambda images, labels: score_dataset(
+      model, _batches(images, labels, batch_size), num_importance_samples, seed,
+      use_labels=False)
+  inliers, labels = _subset(data, [split], batch_size, max_images, seed)
+  scores = {split: score(inliers, labels)}
+  for kind in kinds:
+    scores[kind] = score(outlier_images(inliers, kind, model.num_levels, seed), None)
+  if outlier_data is not None:
+    splits = [k for k, size in sorted(info.split_sizes.items()) if size]
+    scores[info.name] = score(*_subset(outlier_data, splits, batch_size, max_images, seed))
   summary = {}
   for name, s in scores.items():
     summary[name] = {"images": int(len(s["bits_per_dim"])),
