@@ -2,14 +2,16 @@
 
   python bench/sampling_bench.py            # all three parts
   python bench/sampling_bench.py --parts=speedup
+  python bench/sampling_bench.py --model=gated_pixelcnn --parts=speedup,growth
 
 Prints one JSON object per part (weights are random: cost does not depend on them):
-  speedup       default PixelCNN, 28x28 binary, batch 16: seconds for the fast and the
-                naive sampler in the same run, their ratio, and the fast sampler's cost
-                in units of one `log_prob` call on the same batch (naive ~ H*W*C calls)
+  speedup       --model (default PixelCNN) with default hyper-parameters, 28x28 binary,
+                batch 16: seconds for the fast and the naive sampler in the same run,
+                their ratio, and the fast sampler's cost in units of one `log_prob`
+                call on the same batch (naive ~ H*W*C calls)
   growth        seconds per batch for image sides 8, 16, 28, 32, fast and naive
   tfp           seconds per image of `tfd.PixelCNN.sample` for a model of similar size,
-                against the fast sampler per image
+                against the fast sampler per image (of PixelCNN, whatever --model)
 Times are medians over --repeats runs after one warm-up (tracing) run.
 """
 
@@ -25,6 +27,8 @@ from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
 _PARTS = flags.DEFINE_list("parts", ["speedup", "growth", "tfp"], "Parts to run.")
+_MODEL = flags.DEFINE_string("model", "pixelcnn",
+                             "Model of speedup and growth, with default hyper-parameters.")
 _BATCH = flags.DEFINE_integer("batch", 16, "Images per sampled batch.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per measurement.")
 _SIDES = flags.DEFINE_list("sides", ["8", "16", "28", "32"], "Image sides for growth.")
@@ -42,10 +46,10 @@ def _median_seconds(fn, repeats):
   return sorted(times)[len(times) // 2]
 
 
-def _speedup(batch, repeats):
+def _speedup(name, batch, repeats):
   import numpy as np
   from tfgen import models
-  model = models.build("pixelcnn", (28, 28, 1), 2)
+  model = models.build(name, (28, 28, 1), 2)
   images = np.random.default_rng(0).integers(0, 2, (batch, 28, 28, 1))
   log_prob = _median_seconds(lambda: model.log_prob(images), max(repeats, 10))
   fast = _median_seconds(lambda: model.sample(batch, seed=0, fast=True), repeats)
@@ -61,11 +65,11 @@ def _speedup(batch, repeats):
           "identical_images": same}
 
 
-def _growth(batch, repeats, sides, naive_max_side):
+def _growth(name, batch, repeats, sides, naive_max_side):
   from tfgen import models
   rows = []
   for side in sides:
-    model = models.build("pixelcnn", (side, side, 1), 2)
+    model = models.build(name, (side, side, 1), 2)
     row = {"side": side, "pixels": side * side,
            "fast_seconds": round(_median_seconds(
                lambda: model.sample(batch, seed=0, fast=True), repeats), 3)}
@@ -101,13 +105,14 @@ def _tfp(batch, repeats):
 def main(argv):
   del argv
   parts = {
-      "speedup": lambda: _speedup(_BATCH.value, _REPEATS.value),
-      "growth": lambda: _growth(_BATCH.value, _REPEATS.value,
+      "speedup": lambda: _speedup(_MODEL.value, _BATCH.value, _REPEATS.value),
+      "growth": lambda: _growth(_MODEL.value, _BATCH.value, _REPEATS.value,
                                 [int(s) for s in _SIDES.value], _NAIVE_MAX_SIDE.value),
       "tfp": lambda: _tfp(_BATCH.value, _REPEATS.value),
   }
   for name in _PARTS.value:  # One JSON line per part, printed as soon as it is measured.
-    print(json.dumps({"benchmark": "pixelcnn_sampling", "part": name,
+    model = "pixelcnn" if name == "tfp" else _MODEL.value
+    print(json.dumps({"benchmark": f"{model}_sampling", "part": name,
                       "cpu_count": os.cpu_count(), name: parts[name]()}), flush=True)
 
 

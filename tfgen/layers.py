@@ -274,6 +274,96 @@ class CausalConv2D(keras.layers.Conv2D):
                   num_colors=self.num_colors)
     return config
 
+  # ---- incremental evaluation (cached sampling) -----------------------------------
+  #
+  # Output (i, j) reads input rows i-kh+1 .. i. The rows above (the *vertical* part)
+  # are final once row i starts; row i itself (the *horizontal* part) is read at
+  # padded columns j .. j+kw-1, i.e. image columns j-left .. j+right with
+  # `(left, right)` from `cache_padding`. A cache of the layer's input on the last
+  # kh-1 rows and on the current row, zero padded left and right, then gives any
+  # output position or row without the rest of the map (Ramachandran et al. 2017).
+  # Stride 1 only; computed in the variables' dtype (float32) outside Keras's
+  # autocast, like `MaskedConv2D`.
+
+  @property
+  def cache_padding(self):
+    """`(rows, left, right)`: input rows above and columns left and right one output reads."""
+    (top, _), (left, right) = self.causal_padding
+    return top, left, right
+
+  def _incremental_kernel(self):
+    if tuple(self.strides) != (1, 1) or tuple(self.dilation_rate) != (1, 1):
+      raise ValueError(
+          f"Incremental evaluation of {self.name} needs strides and dilation 1, got "
+          f"strides {self.strides}, dilation {self.dilation_rate}.")
+    if self.activation is not keras.activations.linear:
+      raise ValueError(
+          f"Incremental evaluation of {self.name} needs a linear layer (its vertical and "
+          "horizontal parts are summed); apply the activation outside the layer.")
+    kernel = tf.convert_to_tensor(self.kernel)
+    if self.mask is not None:
+      kernel = kernel * tf.constant(self.mask, kernel.dtype)
+    return kernel  # [kh, kw, F_in, F_out]
+
+  def pointwise(self, x):
+    """A 1x1 layer at any set of positions: `[..., F_in]` -> `[..., F_out]`."""
+    if tuple(self.kernel_size) != (1, 1):
+      raise ValueError(f"pointwise() needs a 1x1 layer, {self.name} is {self.kernel_size}.")
+    kernel = self._incremental_kernel()[0, 0]  # [F_in, F_out]
+    x = tf.cast(x, kernel.dtype)
+    # tensordot keeps the static shape, which tf.while_loop state needs.
+    out = tf.matmul(x, kernel) if x.shape.rank == 2 else tf.tensordot(x, kernel, 1)
+    return out + self.bias if self.use_bias else out  # [..., F_out]
+
+  def vertical(self, rows):
+    """Contribution of the kh-1 rows above to a whole output row, without the bias.
+
+    Args:
+      rows: `[B, kh-1, W + left + right, F_in]`, the layer's input on the rows above,
+        zero padded left and right (see `cache_padding`).
+
+    Returns:
+      `[B, W, F_out]`, or None for a one-row kernel.
+    """
+    kernel = self._incremental_kernel()[:-1]  # [kh-1, kw, F_in, F_out]
+    if kernel.shape[0] == 0:
+      return None
+    return tf.nn.conv2d(tf.cast(rows, kernel.dtype), kernel, strides=1, padding="VALID")[:, 0]
+
+  def horizontal(self, row, j):
+    """Contribution of the current row to output column j, plus the bias.
+
+    Args:
+      row: `[B, W + left + right, F_in]`, the layer's input on the current row, zero
+        padded; only padded columns j .. j+kw-1 are read.
+      j: int32 scalar column.
+
+    Returns:
+      `[B, F_out]`.
+    """
+    kernel = self._incremental_kernel()[-1]  # [kw, F_in, F_out]
+    kw = kernel.shape[0]
+    window = tf.slice(row, tf.stack([0, j, 0]), tf.stack([-1, kw, -1]))  # [B, kw, F_in]
+    out = tf.einsum("bwf,wfo->bo", tf.cast(window, kernel.dtype), kernel)
+    return out + self.bias if self.use_bias else out
+
+  def row(self, rows):
+    """A whole output row from the kh input rows it reads (the last is its own row).
+
+    For a "down" convolution, whose current-row taps reach columns to the right, this
+    is how a row is evaluated once it is complete.
+
+    Args:
+      rows: `[B, kh, W + left + right, F_in]`, the layer's input on rows i-kh+1 .. i,
+        zero padded left and right.
+
+    Returns:
+      `[B, W, F_out]`, bias included.
+    """
+    kernel = self._incremental_kernel()
+    out = tf.nn.conv2d(tf.cast(rows, kernel.dtype), kernel, strides=1, padding="VALID")[:, 0]
+    return out + self.bias if self.use_bias else out
+
 
 @keras.saving.register_keras_serializable(package="tfgen")
 class ClassBias(keras.layers.Layer):

@@ -33,6 +33,16 @@ def set_subpixel(images, t, levels):
   return tf.reshape(flat, shape)
 
 
+def set_column(row, column, value):
+  """`row` `[B, W', F]` with column `column` replaced by `value` `[B, F]`.
+
+  The cache update of the incremental samplers: a masked select, not a scatter, so
+  the loop body stays within TFLite's builtin operators.
+  """
+  hit = tf.equal(tf.range(tf.shape(row)[1]), column)[None, :, None]  # [1, W', 1]
+  return tf.where(hit, value[:, None, :], row)  # [B, W', F]
+
+
 def fill_subpixels(params_fn, head, images, noise, start, stop):
   """Samples subpixels `start .. stop-1` of `images`, one network pass each.
 

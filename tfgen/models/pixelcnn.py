@@ -176,7 +176,8 @@ class PixelCNN(base.AutoregressiveModel):
             return layer.pointwise(h)  # [B, F_out]
           n = index[id(layer)]
           # float32 throughout: a class bias under a 16-bit policy returns 16 bits.
-          row = _set_column(rows[n], j + pads[n][1], tf.cast(h, tf.float32))  # [B, W+2pw, F]
+          row = sampling.set_column(rows[n], j + pads[n][1],
+                                    tf.cast(h, tf.float32))  # [B, W+2pw, F]
           written.append(row)
           out = layer.horizontal(row, j)  # [B, F_out]
           return out if verticals[n] is None else out + verticals[n][:, j]
@@ -188,7 +189,8 @@ class PixelCNN(base.AutoregressiveModel):
         # The input layer caches the pixel itself, which has just changed. Deeper
         # caches are final: by the masks, no feature at (i, j) sees the subpixel just
         # sampled until the next channel's step recomputes them.
-        written[0] = _set_column(written[0], j + pads[0][1], self._scaled_images(images[:, i, j]))
+        written[0] = sampling.set_column(written[0], j + pads[0][1],
+                                         self._scaled_images(images[:, i, j]))
         return t + 1, images, written
 
       _, images, rows = tf.while_loop(lambda t, *_: t < width * channels, subpixel_body,
@@ -202,8 +204,3 @@ class PixelCNN(base.AutoregressiveModel):
                                  (row_start, images, above))
     return images
 
-
-def _set_column(row, column, value):
-  """`row` `[B, W', F]` with column `column` replaced by `value` `[B, F]`."""
-  hit = tf.equal(tf.range(tf.shape(row)[1]), column)[None, :, None]  # [1, W', 1]
-  return tf.where(hit, value[:, None, :], row)
