@@ -1,0 +1,620 @@
+"""PixelRNN: the Row LSTM and the Diagonal BiLSTM (van den Oord et al. 2016, section 3).
+
+Both models share PixelCNN's input and output layers and pixel head; between them sit
+`num_layers` two-dimensional LSTM layers with residual connections. What differs is the
+order in which each LSTM layer visits the image:
+
+  Row LSTM          one step per row, top to bottom, every pixel of the row at once:
+                    H sequential steps; a triangular receptive field above the pixel.
+  Diagonal BiLSTM   one step per diagonal, in two directions: H + W - 1 sequential
+                    steps (2N - 1 for N x N); the receptive field is every earlier
+                    subpixel (with one small departure from [1], see `DiagonalBiLSTM`).
+
+The recurrences run inside the compiled graph (`tf.scan`, a `tf.while_loop`), one scan
+step per row or diagonal, never a Python loop at run time.
+
+Glossary of tensor shapes:
+  B: batch.  H, W: image height and width.  C: colour channels.
+  h: `hidden_dim`, the LSTM state; the residual stream between layers has 2h features.
+  G = 4h: the four gates (input, forget, output, cell), each h wide, concatenated.
+  N = H + W - 1: the width of a skewed map (one column per diagonal of the image).
+  k: `kernel_size` of the Row LSTM's 1 x k convolutions.
+  P: parameters per pixel (C * K for the categorical head).
+
+Colour channels: every feature map (the 2h residual stream, the h state and each gate)
+is split into C groups by `layers.channel_groups`; group g may depend on the colour
+channels < g of the current pixel and on everything at earlier pixels. The masked
+convolutions (`layers.MaskedConv2D`) keep that invariant, and the LSTM's element-wise
+updates keep it because feature m of every gate, of the cell and of the state share the
+group of m (each gate is its own masked convolution of width h for exactly that reason:
+the groups of one convolution of width 4h would not line up with those of width h).
+
+References:
+  [1] Aaron van den Oord, Nal Kalchbrenner, Koray Kavukcuoglu. Pixel Recurrent Neural
+      Networks. ICML 2016. https://arxiv.org/abs/1601.06759
+  [2] Sepp Hochreiter, Juergen Schmidhuber. Long Short-Term Memory. Neural Computation
+      9(8), 1997.
+"""
+
+import keras
+import tensorflow as tf
+
+from tfgen import layers
+from tfgen import sampling
+from tfgen.models import base
+
+# The order of the four gates in every [..., G] tensor.
+GATES = ("input", "forget", "output", "cell")
+
+
+def lstm_update(gates, cell):
+  """One LSTM update from pre-activation gates (eq. 3 of [1]).
+
+    c' = sigmoid(f) * c + sigmoid(i) * tanh(g)
+    h' = sigmoid(o) * tanh(c')
+
+  Args:
+    gates: `[..., 4h]`, the pre-activations of the gates in `GATES` order.
+    cell: `[..., h]`, the previous cell state.
+
+  Returns:
+    `(state, cell)`, each `[..., h]`.
+  """
+  i, f, o, g = tf.split(gates, 4, axis=-1)  # each [..., h]
+  cell = tf.sigmoid(f) * cell + tf.sigmoid(i) * tf.tanh(g)
+  return tf.sigmoid(o) * tf.tanh(cell), cell
+
+
+def skew(x):
+  """Moves row i of a map right by i, so that each diagonal of the image is a column.
+
+  Pixel (i, j) lands in column n = i + j; a column n then holds the pixels (i, n - i)
+  of one anti-diagonal, top to bottom. Zeros fill the rest.
+
+  Args:
+    x: `[B, H, W, F]`.
+
+  Returns:
+    `[B, H, N, F]`, N = H + W - 1.
+  """
+  _, height, width, features = x.shape
+  batch = tf.shape(x)[0]
+  # Rows of width W + H laid end to end and re-read with width W + H - 1 shift each
+  # row one column further right than the row above.
+  padded = tf.pad(x, [[0, 0], [0, 0], [0, height], [0, 0]])  # [B, H, W + H, F]
+  flat = tf.reshape(padded, [batch, height * (width + height), features])
+  flat = flat[:, :height * (width + height - 1)]  # [B, H * N, F]
+  return tf.reshape(flat, [batch, height, width + height - 1, features])  # [B, H, N, F]
+
+
+def unskew(x, width):
+  """The inverse of `skew`: `[B, H, N, F]` -> `[B, H, W, F]` (pixel (i, j) from (i, i + j))."""
+  _, height, columns, features = x.shape
+  batch = tf.shape(x)[0]
+  flat = tf.reshape(x, [batch, height * columns, features])  # [B, H * N, F]
+  flat = tf.pad(flat, [[0, 0], [0, height], [0, 0]])  # [B, H * (N + 1), F]
+  return tf.reshape(flat, [batch, height, columns + 1, features])[:, :, :width]  # [B, H, W, F]
+
+
+def _scan(step, elems, initializer):
+  """`tf.scan` over the leading axis: the one place the sequential recurrences run.
+
+  A separate function so that tests can count the sequential steps of each model.
+  """
+  return tf.scan(step, elems, initializer=initializer)
+
+
+def _gate_convs(units, kernel_size, num_colors, prefix):
+  """The input-to-state convolution: one mask-B `MaskedConv2D` of width h per gate.
+
+  The forget gate's bias starts at 1 (Gers et al. 2000) so that cells remember at first.
+  """
+  return [layers.MaskedConv2D(units, kernel_size, mask_type="B", num_colors=num_colors,
+                              bias_initializer="ones" if gate == "forget" else "zeros",
+                              name=f"{prefix}{gate}_gate")
+          for gate in GATES]
+
+
+@keras.saving.register_keras_serializable(package="tfgen")
+class RowLSTMLayer(keras.layers.Layer):
+  """One Row LSTM layer: an LSTM over rows, all pixels of a row at once ([1], 3.1).
+
+    gates_i = K_is (*) x_i + K_ss (*) h_{i-1}         (i: the row, (*): 1 x k conv)
+    h_i, c_i = lstm_update(gates_i, c_{i-1})
+
+  The input-to-state convolution K_is is a masked 1 x k convolution (mask B): on row i
+  it reads columns j - k//2 .. j - 1 and, by colour group, pixel (i, j) itself. It is
+  computed for all rows at once, before the recurrence. The state-to-state convolution
+  K_ss reads the previous row only (columns j - k//2 .. j + k//2), every position of
+  which is an earlier pixel, so it needs no mask. The states of row i are therefore
+  causal, and h_i at (i, j) sees a triangle: row i - d, columns j - d*(k//2) - k//2 ..
+  j + d*(k//2) of the layer's input.
+
+  Args:
+    units: h.
+    kernel_size: k, odd.
+    num_colors: C.
+    **kwargs: passed to `keras.layers.Layer`.
+  """
+
+  def __init__(self, units, kernel_size=3, num_colors=1, **kwargs):
+    super().__init__(**kwargs)
+    self.units = int(units)
+    self.kernel_size = int(kernel_size)
+    self.num_colors = int(num_colors)
+    self.input_to_state = _gate_convs(self.units, (1, self.kernel_size), self.num_colors, "")
+
+  def build(self, input_shape):
+    for conv in self.input_to_state:
+      conv.build(input_shape)
+    self.state_kernel = self.add_weight(
+        name="state_to_state", shape=(self.kernel_size, self.units, 4 * self.units),
+        initializer="orthogonal")
+    self.built = True
+
+  def input_gates(self, x):
+    """K_is (*) x for every row: `[B, H, W, F]` -> `[B, H, W, G]`."""
+    return tf.concat([conv(x) for conv in self.input_to_state], axis=-1)
+
+  def state_gates(self, state):
+    """K_ss (*) h_{i-1} for one row: `[B, W, h]` -> `[B, W, G]`."""
+    kernel = tf.cast(self.state_kernel, state.dtype)  # [k, h, G]
+    return tf.nn.conv1d(state, kernel, stride=1, padding="SAME")
+
+  def recurrence(self, gates):
+    """The LSTM over rows, top to bottom, from zero states.
+
+    Args:
+      gates: `[B, H, W, G]`, the input-to-state part of the gates (with any class bias).
+
+    Returns:
+      `(states, cells)`, each `[B, H, W, h]`.
+    """
+    _, _, width, _ = gates.shape
+    zeros = tf.zeros(tf.stack([tf.shape(gates)[0], width, self.units]), gates.dtype)
+
+    def step(carry, row_gates):  # row_gates: [B, W, G]
+      state, cell = carry  # each [B, W, h], row i - 1
+      return lstm_update(row_gates + self.state_gates(state), cell)
+
+    states, cells = _scan(step, tf.transpose(gates, [1, 0, 2, 3]), (zeros, zeros))  # [H, B, W, h]
+    return tf.transpose(states, [1, 0, 2, 3]), tf.transpose(cells, [1, 0, 2, 3])
+
+  def call(self, x):
+    return self.recurrence(self.input_gates(x))[0]  # [B, H, W, h]
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(units=self.units, kernel_size=self.kernel_size, num_colors=self.num_colors)
+    return config
+
+
+@keras.saving.register_keras_serializable(package="tfgen")
+class DiagonalBiLSTMLayer(keras.layers.Layer):
+  """One Diagonal BiLSTM layer: two LSTMs along the diagonals of the image ([1], 3.2).
+
+  Left to right: the map is skewed (`skew`) so that each diagonal is a column, and an
+  LSTM runs over the columns:
+
+    gates_n = K_is (*) x_n + K_ss (*) h_{n-1}   (n: skewed column, K_is 1x1, K_ss 2x1)
+    h_n, c_n = lstm_update(gates_n, c_{n-1})
+
+  K_ss at skewed position (i, n) reads the previous column at rows i - 1 and i, i.e.
+  (unskewed) the pixels (i - 1, j) above and (i, j - 1) to the left of pixel (i, j)
+  (with j = n - i). Both are strictly earlier pixels, and a state at an earlier pixel
+  depends, in every colour group, only on subpixels before the current pixel: so
+  K_ss needs no mask. The taps that fall outside the image are harmless: row -1 is zero
+  padding; skewed positions left of the image (n < i) hold zero input gates and zero
+  initial states, so their states stay exactly zero; those right of it (n - i >= W)
+  are read only by positions right of the image again, which `unskew` drops. Only K_is,
+  at the pixel itself, is masked (mask B, by colour group). Recursively, the state at
+  (i, j) sees the quadrant of pixels (i' <= i, j' <= j), up to and including
+  (i, j) itself by colour group.
+
+  Right to left: the same LSTM with its own weights runs on the horizontally flipped
+  map and its states are flipped back. Its state at (i, j) sees the quadrant
+  (i' <= i, j' >= j): the rest of row i, the future. Shifting that map down by one row
+  (`layers.shift_down`) makes position (i, j) receive the state of (i - 1, j), which
+  sees rows < i only: strictly earlier pixels, so no within-pixel information of the
+  current pixel (or of its row) reaches it either. The sum of the two maps sees every
+  pixel before (i, j): the receptive field is complete, with no blind spot.
+
+  Almost: a feature at position p never depends on the last channel of pixel p itself
+  (mask A, then mask B), so the last subpixel of row i - 1, (i - 1, W - 1, C - 1), is
+  carried only by features on row i, at the columns >= W - 1 - s0 that the mask-A
+  input layer (kernel 2 s0 + 1) reaches from it, and (i, j) reads row i only at columns
+  <= j. With `pixel_channels` = C, the right-to-left direction's gates also read the
+  pixels themselves, every channel (an unmasked 1x1 convolution): its states are only
+  used one row lower, where all of row i - 1 is in the past, so this is causal, and it
+  closes that blind spot. Set on the first layer of a model, it makes the receptive
+  field every earlier subpixel.
+
+  Both directions run in one scan of N = H + W - 1 steps, stacked along the batch.
+
+  Args:
+    units: h.
+    num_colors: C.
+    pixel_channels: 0, or C for a right-to-left direction that reads the pixels.
+    **kwargs: passed to `keras.layers.Layer`.
+  """
+
+  def __init__(self, units, num_colors=1, pixel_channels=0, **kwargs):
+    super().__init__(**kwargs)
+    self.units = int(units)
+    self.num_colors = int(num_colors)
+    self.pixel_channels = int(pixel_channels)
+    self.left_to_right = _gate_convs(self.units, 1, self.num_colors, "ltr_")
+    self.right_to_left = _gate_convs(self.units, 1, self.num_colors, "rtl_")
+    self.pixels_to_right_to_left = None
+    if self.pixel_channels:
+      self.pixels_to_right_to_left = keras.layers.Conv2D(
+          4 * self.units, 1, use_bias=False, name="rtl_pixels")
+
+  def build(self, input_shape):
+    for conv in self.left_to_right + self.right_to_left:
+      conv.build(input_shape)
+    if self.pixels_to_right_to_left is not None:
+      self.pixels_to_right_to_left.build(tuple(input_shape[:-1]) + (self.pixel_channels,))
+    # [direction, (tap above, tap left) x h, G]: the 2x1 kernel as one matrix per direction.
+    self.state_kernel = self.add_weight(
+        name="state_to_state", shape=(2, 2 * self.units, 4 * self.units),
+        initializer="orthogonal")
+    self.built = True
+
+  def input_gates(self, x, pixels=None):
+    """K_is (*) x of each direction, unflipped: `[B, H, W, F]` -> two `[B, H, W, G]`.
+
+    `pixels` `[B, H, W, C]` (the scaled image) is read by the right-to-left direction
+    when the layer has `pixel_channels`.
+    """
+    left = tf.concat([conv(x) for conv in self.left_to_right], axis=-1)  # [B, H, W, G]
+    right = tf.concat([conv(x) for conv in self.right_to_left], axis=-1)  # [B, H, W, G]
+    if self.pixels_to_right_to_left is not None:
+      right += self.pixels_to_right_to_left(pixels)
+    return left, right
+
+  def recurrence(self, left_gates, right_gates):
+    """Both directional LSTMs, combined by `combine`.
+
+    Args:
+      left_gates, right_gates: `[B, H, W, G]`, the input-to-state part of the gates of
+        the left-to-right and right-to-left LSTM (unflipped, with any class bias).
+
+    Returns:
+      `[B, H, W, h]`.
+    """
+    _, height, width, _ = left_gates.shape
+    batch = tf.shape(left_gates)[0]
+    # The 1x1 input-to-state convolution commutes with flipping: flip its output.
+    gates = tf.concat([left_gates, tf.reverse(right_gates, axis=[2])], axis=0)  # [2B, H, W, G]
+    columns = tf.transpose(skew(gates), [2, 0, 1, 3])  # [N, 2B, H, G]
+    kernel = tf.cast(self.state_kernel, gates.dtype)  # [2, 2h, G]
+    zeros = tf.zeros(tf.stack([2 * batch, height, self.units]), gates.dtype)
+
+    def step(carry, column_gates):  # column_gates: [2B, H, G]
+      state, cell = carry  # each [2B, H, h], skewed column n - 1
+      above = tf.pad(state, [[0, 0], [1, 0], [0, 0]])[:, :height]  # [2B, H, h], row i - 1
+      taps = tf.reshape(tf.concat([above, state], axis=-1), [2, -1, 2 * self.units])
+      recurrent = tf.reshape(tf.matmul(taps, kernel), [2 * batch, height, 4 * self.units])
+      return lstm_update(column_gates + recurrent, cell)
+
+    states, _ = _scan(step, columns, (zeros, zeros))  # [N, 2B, H, h]
+    states = unskew(tf.transpose(states, [1, 2, 0, 3]), width)  # [2B, H, W, h]
+    left, right = tf.split(states, 2, axis=0)  # each [B, H, W, h]
+    return self.combine(left, tf.reverse(right, axis=[2]))
+
+  def combine(self, left, right):
+    """Left-to-right states plus right-to-left states shifted down one row."""
+    return left + layers.shift_down(right)  # [B, H, W, h]
+
+  def call(self, x, pixels=None):
+    return self.recurrence(*self.input_gates(x, pixels))  # [B, H, W, h]
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(units=self.units, num_colors=self.num_colors,
+                  pixel_channels=self.pixel_channels)
+    return config
+
+
+class _PixelRNN(base.AutoregressiveModel):
+  """What both PixelRNNs share: the architecture of [1], section 3.4 and table 4.
+
+    x -> 7x7 conv, mask A, 2h                                   [B, H, W, 2h]
+      -> num_layers x residual LSTM layer:
+           r = LSTM layer (input-to-state mask B) of the stream  [B, H, W, h]
+           stream = stream + 1x1 conv (2h), mask B, of r         [B, H, W, 2h]
+      -> ReLU -> 1x1 conv (output_dim), mask B -> ReLU -> 1x1 conv (P), mask B
+                                                                [B, H, W, P]
+
+  With `num_classes`, a learned per-class bias is added to the input layer's output,
+  to the gates of every LSTM (each direction), after every 1x1 convolution of the
+  residual stream and to the hidden output layer (as PixelCNN does). In the Diagonal
+  BiLSTM the first layer's right-to-left gates also read the pixels (see there).
+
+  Subclasses set `MODEL_NAME`, `HPARAMS`, `_ODD_KERNELS` (the hyper-parameters that
+  are kernel sizes) and `_GATE_MAPS` (gate maps per layer, for the class biases), and
+  define `_make_lstm(units, colors, index)` and `_lstm(lstm, stream, condition, pixels)`.
+  """
+
+  def __init__(self, image_shape, num_levels, num_classes=None, name=None, **hparams):
+    super().__init__(image_shape, num_levels, num_classes, name=name, **hparams)
+    hp = self.hparams
+    kind = type(self).__name__
+    for key in ("hidden_dim", "num_layers", "output_dim"):
+      if hp[key] < 1:
+        raise ValueError(f"{kind} hyper-parameter {key} must be positive, got {hp[key]}.")
+    colors = self.image_shape[-1]
+    if min(hp["hidden_dim"], hp["output_dim"]) < colors:  # Masks need a group per colour.
+      raise ValueError(
+          f"{kind} needs hidden_dim and output_dim of at least the {colors} colour channels "
+          f"(one feature group per channel), got hidden_dim={hp['hidden_dim']}, "
+          f"output_dim={hp['output_dim']}. Raise them to {colors} or more.")
+    for key in self._ODD_KERNELS:
+      if hp[key] < 1 or hp[key] % 2 == 0:
+        raise ValueError(f"{kind} hyper-parameter {key} must be a positive odd number (a "
+                         f"centred masked kernel), got {hp[key]}.")
+    h = hp["hidden_dim"]
+
+    def conv(filters, size, mask="B", **kwargs):
+      return layers.MaskedConv2D(filters, size, mask_type=mask, num_colors=colors, **kwargs)
+
+    self.input_conv = conv(2 * h, hp["input_kernel_size"], mask="A")
+    self.lstms = [self._make_lstm(h, colors, n) for n in range(hp["num_layers"])]
+    for lstm in self.lstms:
+      lstm.build((None,) + self.image_shape[:2] + (2 * h,))
+    self.up_convs = [conv(2 * h, 1) for _ in self.lstms]
+    # The logits layer computes in float32 under any mixed-precision policy, so the
+    # pixel distribution and its log-likelihood keep full precision.
+    self.output_convs = [conv(hp["output_dim"], 1), conv(self.head.num_params, 1, dtype="float32")]
+    self.class_biases = None
+    if self.num_classes is not None:
+      gates = [4 * h] * self._GATE_MAPS
+      widths = [2 * h] + [w for _ in self.lstms for w in gates + [2 * h]] + [hp["output_dim"]]
+      self.class_biases = [layers.ClassBias(self.num_classes, w) for w in widths]
+    self._finish_init()
+
+  @property
+  def sequential_steps(self):
+    """Sequential recurrence steps of one LSTM layer on this image shape."""
+    raise NotImplementedError
+
+  def call(self, inputs, training=False):
+    x = self._scaled_images(inputs)  # [B, H, W, C]
+    condition = self._condition_fn(self._labels(inputs))
+    stream = condition(self.input_conv(x))  # [B, H, W, 2h]
+    for lstm, up in zip(self.lstms, self.up_convs):
+      states = self._lstm(lstm, stream, condition, x)  # [B, H, W, h]
+      stream = stream + condition(up(states))  # [B, H, W, 2h]
+    return self._output(stream, lambda layer, features: layer(features), condition)
+
+  def _output(self, stream, conv, condition):
+    """The two 1x1 output layers, for whole maps or single positions."""
+    hidden = condition(conv(self.output_convs[0], tf.nn.relu(stream)))  # [..., output_dim]
+    return conv(self.output_convs[1], tf.nn.relu(hidden))  # [..., P]
+
+  def _condition_fn(self, labels):
+    """`condition(features)`: adds the next layer's class bias (identity for p(x))."""
+    if labels is None:
+      return lambda features: features
+    biases = iter(self.class_biases)
+    return lambda features: next(biases)(features, labels)
+
+
+@keras.saving.register_keras_serializable(package="tfgen")
+class RowLSTM(_PixelRNN):
+  """The Row LSTM of "Pixel Recurrent Neural Networks", section 3.1 (see `_PixelRNN`).
+
+  Each LSTM layer is a `RowLSTMLayer`: H sequential steps, one per row.
+
+  Receptive field (a triangle above the pixel, as [1] says). Write s = k//2 and
+  s0 = k0//2 for the kernel k and the input kernel k0, and L for the number of layers.
+  One layer's state at (i, j) reads its input at (i - d, j + e) for d >= 0 and
+  -d*s - s <= e <= d*s (the state-to-state steps widen by s per row, the
+  input-to-state convolution adds s columns on the left); with the residual stream,
+  L layers reach -d*s - L*s <= e <= d*s. The mask-A input layer adds rows 1..s0 above
+  (columns -s0..s0) and columns -s0..-1 of the row itself. So the parameters of pixel
+  (i, j) depend on exactly these pixels (besides the earlier channels of (i, j)):
+
+    row i:             columns j - L*s - s0 .. j - 1
+    row i - d, d >= 1: columns j - d*s - L*s - s0 .. j + R(d),
+                       R(d) = max(d*s - 1, (d - 1)*s + s0)   (grayscale)
+
+  (for colour images R(d) is at least d*s: the input layer also passes each earlier
+  pixel's own first channels). Pixels further left on recent rows, and further right
+  on the rows just above, are never seen. tests/test_pixelrnn.py checks this set
+  against the gradients.
+
+  Hyper-parameters (`HPARAMS`):
+    hidden_dim: h, the LSTM state; the residual stream has 2h features.
+    num_layers: number of Row LSTM layers.
+    kernel_size: k of the 1 x k input-to-state and state-to-state convolutions (3 in [1]).
+    input_kernel_size: size of the mask-A input convolution (7 in [1]).
+    output_dim: width of the hidden 1x1 output layer.
+
+  References:
+    [1] Aaron van den Oord, Nal Kalchbrenner, Koray Kavukcuoglu. Pixel Recurrent
+        Neural Networks. ICML 2016. https://arxiv.org/abs/1601.06759
+  """
+
+  MODEL_NAME = "row_lstm"
+  # [1] reports no Row LSTM on MNIST; these are the Diagonal BiLSTM's MNIST sizes.
+  HPARAMS = {
+      "hidden_dim": 16,
+      "num_layers": 7,
+      "kernel_size": 3,
+      "input_kernel_size": 7,
+      "output_dim": 64,
+  }
+  _ODD_KERNELS = ("kernel_size", "input_kernel_size")
+  _GATE_MAPS = 1
+
+  @property
+  def sequential_steps(self):
+    return self.image_shape[0]
+
+  def _make_lstm(self, units, colors, index):
+    return RowLSTMLayer(units, self.hparams["kernel_size"], colors, name=f"lstm_{index}")
+
+  def _lstm(self, lstm, stream, condition, pixels):
+    del pixels  # The Row LSTM reads the image through the input layer only.
+    return lstm.recurrence(condition(lstm.input_gates(stream)))[0]
+
+  # ---- cached sampling --------------------------------------------------------------
+
+  supports_fast_sampling = True
+
+  def incremental_fill(self, images, noise, labels, row_start, row_stop):
+    """Samples rows `row_start .. row_stop-1`, carrying the LSTM states row to row.
+
+    When row i starts, the states and cells of every layer on row i - 1 are final
+    (nothing on row i - 1 depends on row i), so the state-to-state part of each layer's
+    gates on row i is computed once per row. A subpixel step (i, j, c) then evaluates
+    every layer at position (i, j) only: the mask-A input layer from cached rows (as
+    PixelCNN's cached sampler), each LSTM's input-to-state 1 x k convolution from a
+    cache of its input on row i, one LSTM update, and the 1x1 layers. The cost per
+    subpixel does not depend on the image size, and the result equals the naive
+    sampler's (same arithmetic up to float summation order).
+
+    The states start from one full pass over `images`: by causality the states on
+    rows before `row_start` are final, so any row can start a chunk.
+
+    Args:
+      images: int32 `[B, H, W, C]`, rows before `row_start` sampled.
+      noise: float32 `[B, H, W, C]` uniform noise.
+      labels: int32 `[B]` or None.
+      row_start, row_stop: int32 scalars.
+
+    Returns:
+      int32 `[B, H, W, C]`.
+    """
+    _, width, channels = self.image_shape
+    h = self.hparams["hidden_dim"]
+    # The cached path computes in float32, whatever the mixed-precision policy.
+    f32 = lambda t: tf.cast(t, tf.float32)
+
+    # One full pass: the states and cells of every layer on every row.
+    x = self._scaled_images(images)  # [B, H, W, C]
+    condition = self._condition_fn(labels)
+    stream = condition(self.input_conv(x))  # [B, H, W, 2h]
+    previous = []  # per layer: (state, cell) on row row_start - 1, each [B, W, h]
+    for lstm, up in zip(self.lstms, self.up_convs):
+      states, cells = lstm.recurrence(condition(lstm.input_gates(stream)))  # [B, H, W, h]
+      previous.append(tuple(
+          tf.gather(tf.pad(f32(t), [[0, 0], [1, 0], [0, 0], [0, 0]]), row_start, axis=1)
+          for t in (states, cells)))  # row -1 is the zero initial state
+      stream = stream + condition(up(states))  # [B, H, W, 2h]
+
+    ph, pw = self.input_conv.cache_padding
+    above = tf.slice(tf.pad(x, [[0, 0], [ph, 0], [pw, pw], [0, 0]]),
+                     tf.stack([0, row_start, 0, 0]), [-1, ph, -1, -1])  # [B, ph, W+2pw, C]
+    s = self.hparams["kernel_size"] // 2
+    batch = tf.shape(images)[0]
+    empty = lambda features, pad: tf.zeros(tf.stack([batch, width + 2 * pad, features]))
+    # Per subpixel step: the input row of the input layer and of every LSTM layer, and
+    # the states and cells of every layer on the current row.
+    empty_rows = ([empty(channels, pw)] + [empty(2 * h, s) for _ in self.lstms] +
+                  [empty(h, 0) for _ in self.lstms] * 2)
+    num_layers = len(self.lstms)
+
+    def row_body(i, images, above, previous):
+      vertical = self.input_conv.vertical(above)  # [B, W, 2h] or None
+      recurrent = [lstm.state_gates(state) for lstm, (state, _) in zip(self.lstms, previous)]
+
+      def subpixel_body(t, images, rows):
+        j, c = t // channels, t % channels
+        rows = list(rows)
+        condition = self._condition_fn(labels)
+        feature = self.input_conv.horizontal(rows[0], j)  # [B, 2h]
+        if vertical is not None:
+          feature += vertical[:, j]
+        stream = f32(condition(feature))  # [B, 2h]
+        for n, (lstm, up) in enumerate(zip(self.lstms, self.up_convs)):
+          rows[1 + n] = _set_column(rows[1 + n], j + s, stream)
+          gates = tf.concat([conv.horizontal(rows[1 + n], j) for conv in lstm.input_to_state],
+                            axis=-1)  # [B, G]
+          gates = f32(condition(gates)) + recurrent[n][:, j]
+          state, cell = lstm_update(gates, previous[n][1][:, j])  # each [B, h]
+          rows[1 + num_layers + n] = _set_column(rows[1 + num_layers + n], j, state)
+          rows[1 + 2 * num_layers + n] = _set_column(rows[1 + 2 * num_layers + n], j, cell)
+          stream = stream + f32(condition(up.pointwise(state)))  # [B, 2h]
+        params = self._output(stream, lambda layer, features: layer.pointwise(features),
+                              lambda features: f32(condition(features)))  # [B, P]
+        levels = self.head.quantile(params, c, noise[:, i, j, c], images[:, i, j])  # [B]
+        images = sampling.set_subpixel(images, (i * width + j) * channels + c, levels)
+        # The input layer caches the pixel itself, which has just changed. The other
+        # caches are final after a pixel's last step: by the masks (A, then B), no
+        # feature at (i, j) depends on the last channel of (i, j).
+        rows[0] = _set_column(rows[0], j + pw, self._scaled_images(images[:, i, j]))
+        return t + 1, images, rows
+
+      _, images, rows = tf.while_loop(lambda t, *_: t < width * channels, subpixel_body,
+                                      (tf.constant(0), images, empty_rows))
+      if ph:  # Roll the window: drop the oldest row, append the finished one.
+        above = tf.concat([above[:, 1:], rows[0][:, None]], axis=1)
+      previous = list(zip(rows[1 + num_layers:1 + 2 * num_layers], rows[1 + 2 * num_layers:]))
+      return i + 1, images, above, previous
+
+    _, images, _, _ = tf.while_loop(lambda i, *_: i < row_stop, row_body,
+                                    (row_start, images, above, previous))
+    return images
+
+
+@keras.saving.register_keras_serializable(package="tfgen")
+class DiagonalBiLSTM(_PixelRNN):
+  """The Diagonal BiLSTM of "Pixel Recurrent Neural Networks", section 3.2.
+
+  Each LSTM layer is a `DiagonalBiLSTMLayer` (see `_PixelRNN` for the rest): H + W - 1
+  sequential steps, one per diagonal (2N - 1 for an N x N image), and a receptive field
+  that covers every earlier subpixel from the first layer on.
+
+  One departure from [1], on by default: the right-to-left direction of the first layer
+  also reads the pixels themselves (an unmasked 1x1 convolution; causal because that
+  direction's states are shifted down a row). Without it the architecture of [1] never
+  sees the last subpixel of the row above, (i - 1, W - 1, C - 1), from the pixels
+  (i, j < W - 1 - k0//2), whatever its depth (see `DiagonalBiLSTMLayer`); [1]'s claim
+  of a complete receptive field holds over positions of the feature maps, not over that
+  subpixel. It costs C * 4h weights.
+
+  Hyper-parameters (`HPARAMS`); the defaults are [1]'s binarized-MNIST model (7 layers,
+  h = 16: 79.20 nats there):
+    hidden_dim: h, the LSTM state of each direction; the residual stream has 2h features.
+    num_layers: number of Diagonal BiLSTM layers.
+    input_kernel_size: size of the mask-A input convolution (7 in [1]).
+    output_dim: width of the hidden 1x1 output layer.
+    right_to_left_reads_pixels: the departure above; False is [1]'s architecture exactly.
+
+  References:
+    [1] Aaron van den Oord, Nal Kalchbrenner, Koray Kavukcuoglu. Pixel Recurrent
+        Neural Networks. ICML 2016. https://arxiv.org/abs/1601.06759
+  """
+
+  MODEL_NAME = "diagonal_bilstm"
+  HPARAMS = {
+      "hidden_dim": 16,
+      "num_layers": 7,
+      "input_kernel_size": 7,
+      "output_dim": 64,
+      "right_to_left_reads_pixels": True,
+  }
+  _ODD_KERNELS = ("input_kernel_size",)
+  _GATE_MAPS = 2
+
+  @property
+  def sequential_steps(self):
+    return self.image_shape[0] + self.image_shape[1] - 1
+
+  def _make_lstm(self, units, colors, index):
+    reads_pixels = index == 0 and self.hparams["right_to_left_reads_pixels"]
+    return DiagonalBiLSTMLayer(units, colors, pixel_channels=colors if reads_pixels else 0,
+                               name=f"lstm_{index}")
+
+  def _lstm(self, lstm, stream, condition, pixels):
+    left, right = lstm.input_gates(stream, pixels)  # each [B, H, W, G]
+    return lstm.recurrence(condition(left), condition(right))
+
+
+def _set_column(row, column, value):
+  """`row` `[B, W', F]` with column `column` replaced by `value` `[B, F]`."""
+  hit = tf.equal(tf.range(tf.shape(row)[1]), column)[None, :, None]  # [1, W', 1]
+  return tf.where(hit, tf.cast(value, row.dtype)[:, None, :], row)
