@@ -37,8 +37,9 @@ _EPOCHS = flags.DEFINE_float("epochs", 30.0, "Passes over the training split.")
 _TRAIN_STEPS = flags.DEFINE_integer(
     "train_steps", 0, "Optimizer steps; overrides --epochs when positive.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", 2e-3, "Adam (peak) learning rate.")
-_LR_SCHEDULE = flags.DEFINE_enum("lr_schedule", "cosine", ["cosine", "constant"],
-                                 "cosine: decay to zero over the run; constant.")
+_LR_SCHEDULE = flags.DEFINE_enum("lr_schedule", "cosine", ["cosine", "constant", "exponential"],
+                                 "cosine: decay to zero over the run; constant; exponential: "
+                                 "lr * 0.999995^step (PixelCNN++).")
 _MAX_TRAIN_SECONDS = flags.DEFINE_float(
     "max_train_seconds", 0.0, "Stop training after this many seconds (0: no limit).")
 _BUDGET_CLOCK = flags.DEFINE_enum(
@@ -69,6 +70,14 @@ _EVAL_IMPORTANCE_SAMPLES = flags.DEFINE_integer(
     "eval_importance_samples", 250,
     "VAEs: importance samples k of the test estimate of -log p(x) (test_nll_nats).")
 _VERBOSE = flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bars, 2 one line per epoch.")
+_EMA_DECAY = flags.DEFINE_float(
+    "ema_decay", 0.0, "Polyak averaging of the weights for evaluation, sampling and the "
+    "saved model, e.g. 0.9995 (PixelCNN++); 0 turns it off.")
+_EXPORT_DIR = flags.DEFINE_string(
+    "export_dir", None, "After training, export the model here (SavedModel and TFLite "
+    "samplers, as `python -m export`).")
+_EXPORT_BATCH_SIZE = flags.DEFINE_integer("export_batch_size", 16,
+                                          "Fixed batch of the exported TFLite samplers.")
 
 
 def _split_fractions():
@@ -98,10 +107,18 @@ def main(argv):
         worker_hosts=tuple(_WORKER_HOSTS.value), task_index=_TASK_INDEX.value,
         mixed_precision=_MIXED_PRECISION.value,
         checkpoint_every=_CHECKPOINT_EVERY.value,
-        eval_importance_samples=_EVAL_IMPORTANCE_SAMPLES.value, verbose=_VERBOSE.value)
+        eval_importance_samples=_EVAL_IMPORTANCE_SAMPLES.value, verbose=_VERBOSE.value,
+        ema_decay=_EMA_DECAY.value)
     model_dir = _MODEL_DIR.value or os.path.join(
         "runs", f"{config.model}-{config.dataset.replace(':', '_').replace('/', '_')}")
-    metrics = train_lib.train_and_evaluate(config, model_dir)
+    chief = []
+    metrics = train_lib.train_and_evaluate(
+        config, model_dir,
+        on_trained=lambda m: chief.append(train_lib.is_chief(m.distribute_strategy)))
+    if _EXPORT_DIR.value and all(chief):  # Only the chief wrote model.keras.
+      from export import export_lib
+      export_lib.export_run(model_dir, _EXPORT_DIR.value, batch_size=_EXPORT_BATCH_SIZE.value)
+      print(f"\nExported to {_EXPORT_DIR.value} (see its README.md).")
   except (ValueError, train_lib.NonFiniteLossError) as e:  # Incl. DatasetUnavailableError.
     print(f"\nError: {e}", file=sys.stderr)
     return 1

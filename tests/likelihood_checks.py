@@ -2,6 +2,8 @@
 
 - `causality_leaks`: the gradient of the parameters of subpixel t with respect to the
   input is exactly zero at t and at every later subpixel (raster, then channel order).
+- `pixel_causality_leaks`: the same per pixel, for heads whose parameters serve every
+  channel of a pixel: zero at every subpixel of the pixel and of later pixels.
 - `total_probability`: exp(log p(x)) summed over every image of a tiny shape is 1.
 - `sample_frequencies`: the sampler draws images at the rate exp(log p(x)).
 
@@ -39,31 +41,49 @@ def _params_of_subpixel(model, params, t):
   return params[i, j, ch * per_channel:(ch + 1) * per_channel]
 
 
-def input_gradients(model, images, labels=None):
+def _params_of_pixel(model, params, p):
+  """All the parameters of pixel p (raster order), for heads whose parameters serve
+  every channel of a pixel (the within-pixel dependence lives in the head)."""
+  w = model.image_shape[1]
+  return params[p // w, p % w]
+
+
+def input_gradients(model, images, labels=None, per_pixel=False):
   """Gradient of each subpixel's parameters w.r.t. every input subpixel.
 
   The image is replicated T times; copy t differentiates only subpixel t's parameters,
   so one backward pass gives all T gradients (copies do not interact).
 
+  Args:
+    model: an autoregressive model.
+    images: int `[H, W, C]`, the input the gradients are taken at.
+    labels: an int class label for a conditional model, else None.
+    per_pixel: differentiate all parameters of each pixel (H * W rows) instead of
+      each subpixel's channel-major slice (T rows).
+
   Returns:
-    numpy `[T, T]`: entry [t, s] is the summed |gradient| of the params of subpixel t
-    with respect to input subpixel s (flattened in generation order).
+    numpy `[T, T]` (`[H * W, T]` with `per_pixel`): entry [t, s] is the summed
+    |gradient| of the params of subpixel (or pixel) t with respect to input
+    subpixel s (flattened in generation order).
   """
   h, w, c = model.image_shape
   num = h * w * c
-  x = tf.cast(tf.repeat(tf.convert_to_tensor(images)[None], num, axis=0), tf.float32)
-  inputs_labels = None if labels is None else tf.fill([num], labels)
+  rows = h * w if per_pixel else num
+  x = tf.cast(tf.repeat(tf.convert_to_tensor(images)[None], rows, axis=0), tf.float32)
+  inputs_labels = None if labels is None else tf.fill([rows], labels)
+  select = _params_of_pixel if per_pixel else _params_of_subpixel
   with tf.GradientTape() as tape:
     tape.watch(x)
     inputs = {"image": x} if inputs_labels is None else {"image": x, "label": inputs_labels}
-    params = model(inputs, training=False)  # [T, H, W, P]
+    params = model(inputs, training=False)  # [rows, H, W, P]
+    width = params.shape[-1] // (1 if per_pixel else c)
     # Random weights per parameter, so no cancellation can hide a dependence.
     target = tf.add_n([
-        tf.reduce_sum(_params_of_subpixel(model, params[t], t) *
-                      tf.random.stateless_normal([params.shape[-1] // c], seed=[t, 7]))
-        for t in range(num)])
-  grads = tape.gradient(target, x)  # [T, H, W, C]
-  return np.abs(grads.numpy().reshape(num, num))
+        tf.reduce_sum(select(model, params[t], t) *
+                      tf.random.stateless_normal([width], seed=[t, 7]))
+        for t in range(rows)])
+  grads = tape.gradient(target, x)  # [rows, H, W, C]
+  return np.abs(grads.numpy().reshape(rows, num))
 
 
 def causality_leaks(model, images, labels=None):
@@ -71,6 +91,17 @@ def causality_leaks(model, images, labels=None):
   g = input_gradients(model, images, labels)
   t_idx, s_idx = np.nonzero(np.triu(g) != 0.0)  # upper triangle incl. diagonal: s >= t
   return list(zip(t_idx.tolist(), s_idx.tolist()))
+
+
+def pixel_causality_leaks(model, images, labels=None):
+  """Pairs (p, s) where the params of pixel p depend on an input subpixel s of pixel
+  p itself or a later one: for models whose per-pixel parameters serve all channels
+  of the pixel (PixelCNN++), which must see only the pixels strictly before."""
+  g = input_gradients(model, images, labels, per_pixel=True)  # [H*W, T]
+  c = model.image_shape[-1]
+  pixel_of = np.arange(g.shape[1]) // c  # [T]
+  p_idx, s_idx = np.nonzero((g != 0.0) & (pixel_of[None, :] >= np.arange(g.shape[0])[:, None]))
+  return list(zip(p_idx.tolist(), s_idx.tolist()))
 
 
 def all_images(image_shape, num_levels):

@@ -13,6 +13,7 @@ Glossary of tensor shapes:
   K: number of levels of a subpixel (2 for binary images, 256 for 8-bit).
   P: parameters per pixel emitted by the model (`head.num_params`).
   D: latent dimensions of a VAE.
+  M: mixture components of the logistic mixture head.
 
 Generation order: pixels in raster order (row by row, left to right) and, within a
 pixel, channels in order (R, then G, then B). The parameters of channel `c` may depend
@@ -252,15 +253,386 @@ class DiscretizedGaussianPixelHead:
     return tf.clip_by_value(loc, 0.0, self.num_levels - 1.0)  # [B, H, W, C]
 
 
+def _discretized_logistic_log_prob(x, loc, log_scale, half_width, is_lowest, is_highest):
+  """log P(level) of a logistic binned onto the levels, in forms that stay finite.
+
+  A level at x (scaled to [-1, 1]) owns the bin [x - w, x + w], w = `half_width`; the
+  lowest level owns (-inf, x + w] and the highest [x - w, inf). With
+  z+- = (x +- w - loc) / scale and the logistic CDF sigmoid:
+
+    lowest:   log sigmoid(z+)
+    highest:  log sigmoid(-z-)
+    interior: log(sigmoid(z+) - sigmoid(z-))
+
+  The interior difference is taken on the tail side of the mean (sigmoid(a) -
+  sigmoid(b) = sigmoid(-b) - sigmoid(-a)), in log space:
+  log sigmoid(a) + log(1 - exp(log sigmoid(b) - log sigmoid(a))), so a bin far out
+  in a tail keeps its (tiny) mass instead of a difference of two numbers near 1.
+  Where the bin is narrow against the scale (z+ - z- < 1e-2) that difference loses
+  precision, and the mass is the density at the bin centre times the bin width
+  (PixelCNN++'s fallback; relative error below (z+ - z-)^2 / 24 < 5e-6 there).
+
+  Args:
+    x: float `[...]`, the level scaled to [-1, 1].
+    loc: float `[...]`, the logistic's mean (broadcasts with `x`).
+    log_scale: float `[...]`, log of its scale.
+    half_width: Python float w, half a bin: 1 / (K - 1).
+    is_lowest, is_highest: bool `[...]`, whether x is the lowest / highest level.
+
+  Returns:
+    float `[...]` log-probabilities.
+  """
+  centered = x - loc
+  inv_scale = tf.exp(-log_scale)
+  z_plus = inv_scale * (centered + half_width)
+  z_minus = inv_scale * (centered - half_width)
+  width = 2.0 * half_width * inv_scale  # z+ - z-, exactly
+  log_lowest = tf.math.log_sigmoid(z_plus)
+  log_highest = tf.math.log_sigmoid(-z_minus)
+  # Reflect to the tail side of the mean: a > b and b < 0, so sigmoid(b) <= 1/2 and
+  # the difference keeps its relative precision however far out the bin lies.
+  flip = centered > 0.0
+  a = tf.where(flip, -z_minus, z_plus)
+  b = tf.where(flip, -z_plus, z_minus)
+  # log sigmoid(b) - log sigmoid(a) = -(a - b) + softplus(a) - softplus(b): the exact
+  # width, not a difference of two large numbers that could round to zero.
+  narrow = width < 1e-2
+  log_ratio = -width + tf.nn.softplus(a) - tf.nn.softplus(b)
+  # Inside tf.where both branches get gradients: keep the unused one finite.
+  log_ratio = tf.where(narrow, -1.0, tf.minimum(log_ratio, -1e-30))
+  log_delta = tf.math.log_sigmoid(a) + tf.math.log(-tf.math.expm1(log_ratio))
+  z_mid = inv_scale * centered
+  log_mid = (z_mid - log_scale - 2.0 * tf.nn.softplus(z_mid)  # log density at the centre
+             + math.log(2.0 * half_width))
+  log_interior = tf.where(narrow, log_mid, log_delta)
+  return tf.where(is_lowest, log_lowest, tf.where(is_highest, log_highest, log_interior))
+
+
+class DiscretizedLogisticMixture(tfd.Distribution):
+  """A mixture of discretized logistics over the C channels of one pixel.
+
+  The PixelCNN++ likelihood of one pixel x = (x_0, ..., x_{C-1}) with levels 0..K-1,
+  scaled to [-1, 1] as v_c = 2 x_c / (K - 1) - 1. The mixture indicator k is shared
+  by the channels of the pixel, and each channel's mean depends linearly on the
+  channels before it:
+
+    p(x) = sum_k pi_k prod_c L(x_c | mu_ck, s_ck)
+    mu_ck = m_ck + sum_{c' < c} a_{c c' k} v_{c'}     (R: m; G: m + a r; B: m + b r + g g)
+
+  with L the logistic of mean mu and scale exp(s) integrated over the level's bin
+  (the edge levels take the tails; see `_discretized_logistic_log_prob`).
+
+  Sampling one channel at a time given the channels before it (what inverse-CDF
+  samplers do) must use the conditional
+
+    p(x_c | x_<c) = sum_k w_ck L(x_c | mu_ck, s_ck),
+    w_ck  propto  pi_k prod_{c' < c} L(x_c' | mu_c'k, s_c'k)
+
+  whose weights are the *posterior* of k given the channels already drawn, not the
+  prior pi_k; `conditional_log_probs` gives it.
+
+  Args:
+    logits: float `[..., M]` mixture logits.
+    means: float `[..., C, M]` the m_ck.
+    log_scales: float `[..., C, M]` the s_ck (used as given: clamp them beforehand).
+    coeffs: float `[..., C, C, M]`; entry [c, c', k] is a_{c c' k}; only c' < c is read.
+    num_levels: K.
+
+  Batch shape `[...]`, event shape `[C]`, int32 levels.
+
+  References:
+    [1] Tim Salimans, Andrej Karpathy, Xi Chen, Diederik P. Kingma. PixelCNN++:
+        Improving the PixelCNN with Discretized Logistic Mixture Likelihood and Other
+        Modifications. ICLR 2017. https://arxiv.org/abs/1701.05517 (section 2.1-2.2)
+  """
+
+  # The exact mean enumerates all K^C pixels (see `_mean`); above this it refuses.
+  MAX_MEAN_ENUMERATION = 4096
+
+  def __init__(self, logits, means, log_scales, coeffs, num_levels, validate_args=False,
+               allow_nan_stats=True, name="DiscretizedLogisticMixture"):
+    parameters = dict(locals())
+    with tf.name_scope(name) as name:
+      self._logits = tf.convert_to_tensor(logits, tf.float32)  # [..., M]
+      self._means = tf.convert_to_tensor(means, tf.float32)  # [..., C, M]
+      self._log_scales = tf.convert_to_tensor(log_scales, tf.float32)  # [..., C, M]
+      self._coeffs = tf.convert_to_tensor(coeffs, tf.float32)  # [..., C, C, M]
+      self._num_levels = int(num_levels)
+      self._num_channels = int(self._means.shape[-2])
+      super().__init__(dtype=tf.int32, reparameterization_type=tfd.NOT_REPARAMETERIZED,
+                       validate_args=validate_args, allow_nan_stats=allow_nan_stats,
+                       parameters=parameters, name=name)
+
+  @classmethod
+  def _parameter_properties(cls, dtype, num_classes=None):
+    return dict(logits=tfp.util.ParameterProperties(event_ndims=1),
+                means=tfp.util.ParameterProperties(event_ndims=2),
+                log_scales=tfp.util.ParameterProperties(event_ndims=2),
+                coeffs=tfp.util.ParameterProperties(event_ndims=3),
+                num_levels=tfp.util.ParameterProperties(event_ndims=None, is_preferred=False))
+
+  @property
+  def num_levels(self):
+    return self._num_levels
+
+  def _event_shape(self):
+    return tf.TensorShape([self._num_channels])
+
+  def _event_shape_tensor(self):
+    return tf.constant([self._num_channels], tf.int32)
+
+  def _scaled(self, levels):
+    return tf.cast(levels, tf.float32) * (2.0 / (self._num_levels - 1)) - 1.0
+
+  def _locs(self, scaled):
+    """mu_ck from the scaled levels `[..., C]` of the pixel: `[..., C, M]`."""
+    c = self._num_channels
+    strictly_lower = tf.constant([[1.0 if j < i else 0.0 for j in range(c)] for i in range(c)])
+    coeffs = self._coeffs * strictly_lower[:, :, None]  # [..., C, C, M]
+    return self._means + tf.reduce_sum(coeffs * scaled[..., None, :, None], axis=-2)
+
+  def _level_log_probs(self, levels, locs, log_scales):
+    """log L(level | loc, scale) for int `levels` broadcasting against `locs`."""
+    return _discretized_logistic_log_prob(
+        self._scaled(levels), locs, log_scales, 1.0 / (self._num_levels - 1),
+        tf.equal(levels, 0), tf.equal(levels, self._num_levels - 1))
+
+  def component_log_probs(self, levels):
+    """log L(x_c | mu_ck, s_ck) of a pixel's levels `[..., C]`: `[..., C, M]`."""
+    levels = tf.cast(levels, tf.int32)
+    locs = self._locs(self._scaled(levels))  # [..., C, M]
+    return self._level_log_probs(levels[..., None], locs, self._log_scales)
+
+  def _log_prob(self, x):
+    log_pi = tf.nn.log_softmax(self._logits)  # [..., M]
+    joint = log_pi + tf.reduce_sum(self.component_log_probs(x), axis=-2)  # [..., M]
+    return tf.reduce_logsumexp(joint, axis=-1)  # [...]
+
+  def conditional_log_probs(self, levels):
+    """log p(x_c = l | x_<c) for every channel c and level l: `[..., C, K]`.
+
+    Args:
+      levels: int `[..., C]`, the pixel's levels; for channel c only the channels
+        before c are read.
+
+    Returns:
+      float `[..., C, K]`; row c sums (in probability) to 1.
+    """
+    levels = tf.cast(levels, tf.int32)
+    per_channel = self.component_log_probs(levels)  # [..., C, M]
+    # Posterior of k given the channels before c: exclusive cumulative sum over c.
+    earlier = tf.cumsum(per_channel, axis=-2, exclusive=True)  # [..., C, M]
+    log_w = tf.nn.log_softmax(tf.nn.log_softmax(self._logits)[..., None, :] + earlier)
+    locs = self._locs(self._scaled(levels))  # [..., C, M]
+    grid = tf.range(self._num_levels)  # [K]
+    every = self._level_log_probs(grid, locs[..., None], self._log_scales[..., None])
+    return tf.reduce_logsumexp(log_w[..., None] + every, axis=-2)  # [..., C, K]
+
+  def _sample_n(self, n, seed=None):
+    # Ancestral: the shared component k, then each channel given the ones before it,
+    # as a logistic draw binned onto the levels (exactly the binned distribution).
+    seeds = tfp.random.split_seed(seed, n=self._num_channels + 1)
+    batch = tf.concat([[n], self._batch_shape_tensor()], 0)
+    m = int(self._logits.shape[-1])
+    logits = tf.broadcast_to(self._logits, tf.concat([batch, [m]], 0))  # [n, ..., M]
+    k = tf.random.stateless_categorical(tf.reshape(logits, [-1, m]), 1, seeds[0])
+    one_hot = tf.one_hot(tf.reshape(k, batch), m)  # [n, ..., M]
+    scaled = []
+    levels = []
+    k_max = float(self._num_levels - 1)
+    for c in range(self._num_channels):
+      prev = tf.stack(scaled + [tf.zeros(batch)] * (self._num_channels - c), axis=-1)
+      loc = tf.reduce_sum(self._locs(prev)[..., c, :] * one_hot, -1)  # [n, ...]
+      log_scale = tf.reduce_sum(self._log_scales[..., c, :] * one_hot, -1)
+      u = tf.random.stateless_uniform(batch, seeds[c + 1], minval=1e-7, maxval=1.0 - 1e-7)
+      x = loc + tf.exp(log_scale) * (tf.math.log(u) - tf.math.log1p(-u))
+      level = tf.clip_by_value(tf.round((x + 1.0) * (k_max / 2.0)), 0.0, k_max)
+      levels.append(tf.cast(level, tf.int32))
+      scaled.append(self._scaled(levels[-1]))
+    return tf.stack(levels, axis=-1)  # [n, ..., C]
+
+  def _mean(self):
+    """E[x] in levels, float `[..., C]`, by enumerating all K^C pixels.
+
+    Exact: with the within-pixel dependence the mean of a later channel is not a
+    function of the earlier channels' means. Raises ValueError when K^C exceeds
+    `MAX_MEAN_ENUMERATION` (e.g. 8-bit RGB); sample and average there instead.
+    """
+    k, c = self._num_levels, self._num_channels
+    if k ** c > self.MAX_MEAN_ENUMERATION:
+      raise ValueError(
+          f"The exact mean of a {k}-level, {c}-channel logistic mixture needs {k}^{c} "
+          f"terms per pixel (limit {self.MAX_MEAN_ENUMERATION}); estimate it from "
+          "samples instead (distribution.sample(n) averaged over n).")
+    grid = tf.stack(tf.meshgrid(*[tf.range(k)] * c, indexing="ij"), -1)  # [K, .., K, C]
+    grid = tf.reshape(grid, [-1, c])  # [K^C, C]
+    rank = self._logits.shape.rank - 1
+    pixels = tf.reshape(grid, [k ** c] + [1] * rank + [c])  # [K^C, 1.., C]
+    probs = tf.exp(self._log_prob(pixels))  # [K^C, ...]
+    return tf.reduce_sum(probs[..., None] * tf.cast(pixels, tf.float32), axis=0)  # [..., C]
+
+
+class DiscretizedLogisticMixturePixelHead:
+  """PixelCNN++'s discretized logistic mixture likelihood of every pixel.
+
+  The image distribution factorises over pixels given the parameters, and within a
+  pixel is a `DiscretizedLogisticMixture` over its C channels (shared mixture
+  indicator, linear dependence of each channel's mean on the channels before it):
+
+    log p(x) = sum_{i, j} log sum_k pi_ijk prod_c L(x_ijc | mu_ijck, s_ijck)
+
+  The network that emits the parameters of pixel (i, j) sees only the pixels before
+  it; the dependence between the channels of a pixel lives here. Parameters of pixel
+  (i, j) therefore serve all its channels, which is why they are not channel-major.
+
+  Parameter layout, M = `num_mixtures`: `P = M (1 + 2C + C (C - 1) / 2)`:
+    [0, M)                 mixture logits
+    [M, M + CM)            means m_ck, channel-major (index M + c M + k)
+    [M + CM, M + 2CM)      log-scales s_ck (clamped below at -7, as in the paper)
+    [M + 2CM, P)           coefficients a_{c c' k} for c' < c in the order (1, 0),
+                           (2, 0), (2, 1), ..., each M wide, squashed by tanh
+  For RGB that is the paper's 10 M (pi, 3 means, 3 scales, alpha, beta, gamma).
+
+  Args:
+    num_levels: K (at least 2; K = 2 models binary images).
+    num_channels: C.
+    num_mixtures: M.
+
+  References:
+    [1] Tim Salimans, Andrej Karpathy, Xi Chen, Diederik P. Kingma. PixelCNN++:
+        Improving the PixelCNN with Discretized Logistic Mixture Likelihood and Other
+        Modifications. ICLR 2017. https://arxiv.org/abs/1701.05517
+  """
+
+  name = "logistic_mixture"
+  MIN_LOG_SCALE = -7.0
+
+  def __init__(self, num_levels, num_channels, num_mixtures=10):
+    if num_levels < 2:
+      raise ValueError(f"num_levels must be at least 2, got {num_levels}.")
+    if int(num_mixtures) < 1:
+      raise ValueError(f"num_mixtures must be a positive integer, got {num_mixtures}.")
+    self.num_levels = int(num_levels)
+    self.num_channels = int(num_channels)
+    self.num_mixtures = int(num_mixtures)
+
+  @property
+  def num_coeffs(self):
+    """Within-pixel coefficients per mixture component: C (C - 1) / 2."""
+    return self.num_channels * (self.num_channels - 1) // 2
+
+  @property
+  def num_params(self):
+    """Parameters per pixel, `P`."""
+    return self.num_mixtures * (1 + 2 * self.num_channels + self.num_coeffs)
+
+  def pixel_distribution(self, params):
+    """`DiscretizedLogisticMixture` with batch `[...]`, event `[C]`, from `[..., P]`."""
+    params = tf.cast(params, tf.float32)
+    m, c = self.num_mixtures, self.num_channels
+    batch = tf.shape(params)[:-1]
+    per_channel = lambda p: tf.reshape(p, tf.concat([batch, [c, m]], 0))  # [..., C, M]
+    logits, means, log_scales, raw = tf.split(
+        params, [m, c * m, c * m, self.num_coeffs * m], axis=-1)
+    log_scales = tf.maximum(per_channel(log_scales), self.MIN_LOG_SCALE)
+    # [..., n + 1, M]: the coefficients and a zero row for the unused entries c' >= c.
+    raw = tf.reshape(raw, tf.concat([batch, [self.num_coeffs, m]], 0))
+    padded = tf.concat([tf.tanh(raw), tf.zeros(tf.concat([batch, [1, m]], 0))], axis=-2)
+    index, n = [], 0
+    for i in range(c):
+      index.append([])
+      for j in range(c):
+        index[-1].append(n if j < i else self.num_coeffs)
+        n += j < i
+    coeffs = tf.gather(padded, index, axis=-2)  # [..., C, C, M]
+    return DiscretizedLogisticMixture(logits, per_channel(means), log_scales, coeffs,
+                                      self.num_levels)
+
+  def image_distribution(self, params):
+    """The distribution over whole images.
+
+    Args:
+      params: float `[B, H, W, P]` model output.
+
+    Returns:
+      A `tfd.Distribution` with batch shape `[B]` and event shape `[H, W, C]` whose
+      `log_prob(images)` takes int levels and gives nats.
+    """
+    return tfd.Independent(self.pixel_distribution(params), reinterpreted_batch_ndims=2)
+
+  def subpixel_distribution(self, pixel_params, channel, pixel_levels=None):
+    """p(x_c | x_<c) of channel `channel` of one pixel: a `tfd.Categorical` `[B]`.
+
+    Args:
+      pixel_params: float `[B, P]`, the parameters of one pixel.
+      channel: int scalar (Python or tensor).
+      pixel_levels: int `[B, C]`, levels of this pixel sampled so far (channels
+        `< channel` are read). May be None only for channel 0.
+
+    Raises:
+      ValueError: for a later channel without `pixel_levels`.
+    """
+    if pixel_levels is None:
+      if not (isinstance(channel, int) and channel == 0):
+        raise ValueError("Channels after the first depend on the pixel's earlier channels: "
+                         "pass pixel_levels.")
+      pixel_levels = tf.zeros(tf.concat([tf.shape(pixel_params)[:-1], [self.num_channels]],
+                                        0), tf.int32)
+    conditional = self.pixel_distribution(pixel_params).conditional_log_probs(pixel_levels)
+    return tfd.Categorical(logits=tf.gather(conditional, channel, axis=-2))  # [B, K]
+
+  def quantile(self, pixel_params, channel, uniform, pixel_levels=None):
+    """Inverse-CDF sample of one subpixel from uniform noise, given the pixel's
+    earlier channels (see `CategoricalPixelHead.quantile`).
+
+    Args:
+      pixel_params: float `[B, P]`.
+      channel: int scalar.
+      uniform: float `[B]` in [0, 1).
+      pixel_levels: int `[B, C]`, see `subpixel_distribution`.
+
+    Returns:
+      int32 `[B]` levels in `[0, K)`.
+    """
+    dist = self.subpixel_distribution(pixel_params, channel, pixel_levels)
+    return inverse_cdf(dist.probs_parameter(), uniform)  # [B]
+
+  def image_quantile(self, params, uniform):
+    """Inverse-CDF sample of every pixel at once, channel by channel, for parameters
+    that do not depend on the image: `[B, H, W, P]`, uniform `[B, H, W, C]`."""
+    dist = self.pixel_distribution(params)
+    levels = tf.zeros(tf.shape(uniform), tf.int32)  # [B, H, W, C]
+    for c in range(self.num_channels):
+      probs = tf.nn.softmax(dist.conditional_log_probs(levels)[..., c, :])  # [B, H, W, K]
+      level = inverse_cdf(probs, uniform[..., c])  # [B, H, W]
+      levels = tf.where(tf.range(self.num_channels) == c, level[..., None], levels)
+    return levels
+
+  def mean(self, params):
+    """E[x] in levels, float `[B, H, W, C]` (exact; see `DiscretizedLogisticMixture`)."""
+    return self.pixel_distribution(params).mean()
+
+
 _HEADS = {head.name: head for head in
-          (CategoricalPixelHead, BernoulliPixelHead, DiscretizedGaussianPixelHead)}
+          (CategoricalPixelHead, BernoulliPixelHead, DiscretizedGaussianPixelHead,
+           DiscretizedLogisticMixturePixelHead)}
 
 
-def make_pixel_head(name, num_levels, num_channels):
-  """Returns the pixel head called `name` (see `_HEADS`)."""
+def make_pixel_head(name, num_levels, num_channels, **options):
+  """Returns the pixel head called `name` (see `_HEADS`).
+
+  Args:
+    name: a key of `_HEADS`.
+    num_levels: K.
+    num_channels: C.
+    **options: head-specific settings, e.g. `num_mixtures` for "logistic_mixture".
+
+  Raises:
+    ValueError: for an unknown name.
+  """
   if name not in _HEADS:
     raise ValueError(f"Unknown pixel distribution {name!r}; choose one of {sorted(_HEADS)}.")
-  return _HEADS[name](num_levels, num_channels)
+  return _HEADS[name](num_levels, num_channels, **options)
 
 
 def gaussian_posterior(params):

@@ -10,6 +10,7 @@ Keras `fit`, checkpoints, evaluates on the test split, samples, and writes into
   workdir/tensorboard/        TensorBoard events: loss, nll, bits/dim, sample grids
   workdir/model.keras         the trained model (keras.models.load_model)
   workdir/samples.png         a grid of samples
+  workdir/samples_by_class.png  conditional models: one row of samples per class
   workdir/metrics.json        test NLL, bits/dim, training time and throughput
 
 Resuming: running again with the same workdir restores the last checkpoint and
@@ -37,6 +38,9 @@ from tfgen.models import vae as vae_lib
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
 MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
 BUDGET_CLOCKS = ("wall", "cpu")
+LR_SCHEDULES = ("cosine", "constant", "exponential")
+# PixelCNN++'s per-step learning-rate decay (Salimans et al. 2017, code: lr_decay).
+EXPONENTIAL_DECAY_RATE = 0.999995
 
 
 @dataclasses.dataclass
@@ -60,7 +64,8 @@ class TrainConfig:
     train_steps: optimizer steps; 0 means `epochs` passes.
     learning_rate: Adam's (peak) learning rate.
     lr_schedule: "cosine" (decay to zero over the run; measured ~0.5 nats better after
-      one epoch of binarized MNIST) or "constant". With "cosine", resuming with a
+      one epoch of binarized MNIST), "constant", or "exponential" (PixelCNN++'s
+      lr * 0.999995^step, whatever the run's length). With "cosine", resuming with a
       different train_steps changes the schedule of the remaining steps.
     max_train_seconds: stop training (with a checkpoint) after this much training
       time; 0 means no limit. A run stopped this way is not bitwise reproducible.
@@ -82,6 +87,11 @@ class TrainConfig:
     eval_importance_samples: k of the importance-weighted estimate of log p(x) for
       latent-variable models (VAEs); exact likelihoods ignore it.
     verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
+    ema_decay: Polyak averaging (PixelCNN++): 0 is off; otherwise the optimizer keeps
+      an exponential moving average of the weights, avg = d avg + (1 - d) w after
+      every step (e.g. 0.9995), used for validation during training and swapped into
+      the model after it, for evaluation, sampling and the saved model. It lives in
+      the checkpoints, so a resumed run averages on where it stopped.
   """
   model: str = "pixelcnn"
   hparams: dict = dataclasses.field(default_factory=dict)
@@ -111,6 +121,7 @@ class TrainConfig:
   checkpoint_every: int = 200
   eval_batch_size: int = 256
   eval_importance_samples: int = 250
+  ema_decay: float = 0.0
   verbose: int = 1
 
   # Fields that may change between a run and its resumption.
@@ -131,8 +142,10 @@ class TrainConfig:
          f"eval_importance_samples must be positive, got {self.eval_importance_samples}."),
         (self.checkpoint_every >= 1,
          f"checkpoint_every must be positive, got {self.checkpoint_every}."),
-        (self.lr_schedule in ("cosine", "constant"),
-         f"lr_schedule must be 'cosine' or 'constant', got {self.lr_schedule!r}."),
+        (0.0 <= self.ema_decay < 1.0,
+         f"ema_decay must be in [0, 1) (0 turns Polyak averaging off), got {self.ema_decay}."),
+        (self.lr_schedule in LR_SCHEDULES,
+         f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}."),
         (self.max_train_seconds >= 0,
          f"max_train_seconds must be >= 0, got {self.max_train_seconds}."),
         (self.budget_clock in BUDGET_CLOCKS,
@@ -261,6 +274,13 @@ def sample_grid(model, num, seed, progress=False):
   options = {"progress": progress} if isinstance(model, models.base.AutoregressiveModel) else {}
   samples = model.sample(num, seed=seed, labels=labels, **options).numpy()
   return images_lib.grid(samples, model.num_levels, columns=model.num_classes)
+
+
+def class_grid(model, per_class, seed):
+  """`per_class` samples of each class of a conditional model, row k for class k."""
+  labels = np.repeat(np.arange(model.num_classes), per_class)
+  samples = model.sample(len(labels), seed=seed, labels=labels).numpy()
+  return images_lib.grid(samples, model.num_levels, columns=per_class)
 
 
 class _CheckpointAndGuard(keras.callbacks.Callback):
@@ -489,7 +509,11 @@ def train_and_evaluate(config, workdir, on_trained=None):
     learning_rate = config.learning_rate
     if config.lr_schedule == "cosine":
       learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps)
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate))
+    elif config.lr_schedule == "exponential":
+      learning_rate = keras.optimizers.schedules.ExponentialDecay(
+          config.learning_rate, decay_steps=1, decay_rate=EXPONENTIAL_DECAY_RATE)
+    ema = {"use_ema": True, "ema_momentum": config.ema_decay} if config.ema_decay else {}
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, **ema))
     model.optimizer.build(model.trainable_variables)
   if chief:  # After the build: a config that cannot build must not block a fixed rerun.
     with open(config_path + ".tmp", "w") as f:  # Atomically: other workers may read it.
@@ -531,6 +555,8 @@ def train_and_evaluate(config, workdir, on_trained=None):
     valid_ds = (_sharded(data.dataset("valid", config.eval_batch_size))
                 if data.has_split("valid") else None)
     callbacks = [clock, guard]
+    if config.ema_decay:  # Validation with the averaged weights, then back.
+      callbacks.append(keras.callbacks.SwapEMAWeights())
     if chief:
       # Per-epoch curves; per-step ones come from the guard, at the true step (Keras's
       # own batch counter restarts at 0 when a run resumes).
@@ -550,6 +576,9 @@ def train_and_evaluate(config, workdir, on_trained=None):
         "--learning_rate (or check the data), then run again with a new --model_dir, or "
         "with this one to resume from that checkpoint.")
   steps_done = int(batches.numpy())
+  if config.ema_decay:  # From here on (evaluation, samples, model.keras): the average.
+    with strategy.scope():
+      model.optimizer.finalize_variable_values(model.trainable_variables)
   if on_trained is not None:
     on_trained(model)
 
@@ -582,6 +611,10 @@ def train_and_evaluate(config, workdir, on_trained=None):
       f.write(images_lib.png_bytes(picture, scale=max(1, 128 // info.image_shape[0])))
     with writer.as_default():
       tf.summary.image("final_samples", picture[None], step=steps_done)
+    if model.num_classes:
+      picture = class_grid(model, max(1, config.num_samples // model.num_classes), config.seed)
+      with open(os.path.join(workdir, "samples_by_class.png"), "wb") as f:
+        f.write(images_lib.png_bytes(picture, scale=max(1, 128 // info.image_shape[0])))
   writer.flush()
   with open(os.path.join(workdir, "metrics.json"), "w") as f:
     json.dump(metrics, f, indent=2)

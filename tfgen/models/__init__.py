@@ -1,14 +1,19 @@
 """The model registry: `tfgen.models.build(name, ...)` is how every model is made."""
 
 from tfgen.models import base
+from tfgen.models.gated_pixelcnn import GatedPixelCNN
 from tfgen.models.pixelcnn import PixelCNN
+from tfgen.models.pixelcnn_pp import PixelCNNPP
+from tfgen.models.pixelrnn import DiagonalBiLSTM
+from tfgen.models.pixelrnn import RowLSTM
 from tfgen.models.vae import VAE
 from tfgen.models.vae import Autoencoder
 from tfgen.models.vae import ConvAutoencoder
 from tfgen.models.vae import ConvVAE
 
-_REGISTRY = {cls.MODEL_NAME: cls for cls in (PixelCNN, Autoencoder, ConvAutoencoder, VAE,
-                                             ConvVAE)}
+_REGISTRY = {cls.MODEL_NAME: cls for cls in (PixelCNN, GatedPixelCNN, PixelCNNPP, RowLSTM,
+                                             DiagonalBiLSTM, Autoencoder,
+                                             ConvAutoencoder, VAE, ConvVAE)}
 
 
 def available():
@@ -49,4 +54,5 @@ def build(name, image_shape, num_levels, num_classes=None, **hparams):
 
 
 __all__ = ["available", "base", "build", "default_hparams", "model_class", "Autoencoder",
-           "ConvAutoencoder", "ConvVAE", "PixelCNN", "VAE"]
+           "ConvAutoencoder", "ConvVAE", "DiagonalBiLSTM", "GatedPixelCNN", "PixelCNN",
+           "PixelCNNPP", "RowLSTM", "VAE"]

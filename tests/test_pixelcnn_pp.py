@@ -1,0 +1,493 @@
+"""PixelCNN++: the logistic mixture head, causality, normalization, sampling, training.
+
+Also the Polyak (EMA) averaging option of the training driver, which PixelCNN++
+introduced to tfgen.
+"""
+
+import itertools
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import likelihood_checks as checks
+from tfgen import distributions
+from tfgen import layers
+from tfgen import models
+from tfgen import train_lib
+from tfgen.models import pixelcnn_pp
+
+TINY = dict(num_filters=6, num_resnet=1, num_scales=3, num_mixtures=3)
+# One scale: for shapes too small to down-sample, where three scales only cost time.
+FLAT = dict(TINY, num_scales=1)
+
+
+def _random_images(model, seed=0):
+  rng = np.random.default_rng(seed)
+  return rng.integers(0, model.num_levels, model.image_shape).astype(np.int32)
+
+
+def _head_params(head, batch, seed=0, scale=2.0):
+  return np.random.default_rng(seed).normal(0, scale, (batch, head.num_params)).astype(
+      np.float32)
+
+
+# ---- the discretized logistic mixture ----------------------------------------------
+
+
+def _reference_log_prob(head, params, pixels):
+  """log p(pixel) in float64 NumPy, straight from the paper's definition (no tricks)."""
+  from scipy.special import expit, logsumexp  # pylint: disable=import-outside-toplevel
+  m, c, k = head.num_mixtures, head.num_channels, head.num_levels
+  params = params.astype(np.float64)
+  logits = params[:m]
+  means = params[m:m + c * m].reshape(c, m)
+  log_scales = np.maximum(params[m + c * m:m + 2 * c * m].reshape(c, m), -7.0)
+  coeffs = np.tanh(params[m + 2 * c * m:].reshape(-1, m))
+  out = []
+  for pixel in pixels:
+    v = 2.0 * pixel / (k - 1) - 1.0
+    total = logits - logsumexp(logits)
+    pairs = [(i, j) for i in range(c) for j in range(i)]
+    for ch in range(c):
+      mu = means[ch] + sum(coeffs[n] * v[j] for n, (i, j) in enumerate(pairs) if i == ch)
+      s = np.exp(log_scales[ch])
+      upper = 1.0 if pixel[ch] == k - 1 else expit((v[ch] + 1.0 / (k - 1) - mu) / s)
+      lower = 0.0 if pixel[ch] == 0 else expit((v[ch] - 1.0 / (k - 1) - mu) / s)
+      total = total + np.log(upper - lower)
+    out.append(logsumexp(total))
+  return np.array(out)
+
+
+@pytest.mark.parametrize("channels,levels", [(1, 2), (1, 5), (3, 3), (3, 4)])
+def test_log_prob_matches_the_paper_formula(channels, levels):
+  head = distributions.make_pixel_head("logistic_mixture", levels, channels, num_mixtures=3)
+  params = _head_params(head, 1, seed=channels + levels, scale=1.0)[0]
+  pixels = np.array(list(itertools.product(range(levels), repeat=channels)), np.int32)
+  got = head.pixel_distribution(np.repeat(params[None], len(pixels), 0)).log_prob(pixels)
+  np.testing.assert_allclose(got.numpy(), _reference_log_prob(head, params, pixels),
+                             rtol=1e-4, atol=1e-5)
+  assert np.exp(got.numpy().astype(np.float64)).sum() == pytest.approx(1.0, abs=1e-5)
+
+
+def test_reference_check_fails_without_the_channel_coefficients(monkeypatch):
+  head = distributions.make_pixel_head("logistic_mixture", 4, 3, num_mixtures=3)
+  params = _head_params(head, 1, seed=7, scale=1.0)[0]
+  pixels = np.array(list(itertools.product(range(4), repeat=3)), np.int32)
+  monkeypatch.setattr(distributions.DiscretizedLogisticMixture, "_locs",
+                      lambda self, scaled: self._means)  # G and B ignore R and G.
+  got = head.pixel_distribution(np.repeat(params[None], len(pixels), 0)).log_prob(pixels)
+  assert np.abs(got.numpy() - _reference_log_prob(head, params, pixels)).max() > 1e-2
+
+
+def _level_sums(dist, levels):
+  """Per subpixel: sum over the K levels of p(x_c = l | x_<c), float64 `[..., C]`."""
+  return np.exp(dist.conditional_log_probs(levels).numpy().astype(np.float64)).sum(-1)
+
+
+@pytest.mark.parametrize("levels", [2, 3, 256])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_levels_sum_to_one_for_every_subpixel(levels, channels):
+  head = distributions.make_pixel_head("logistic_mixture", levels, channels, num_mixtures=4)
+  params = _head_params(head, 500, seed=levels, scale=3.0)
+  conditioning = np.random.default_rng(1).integers(0, levels, (500, channels))
+  sums = _level_sums(head.pixel_distribution(params), conditioning)
+  np.testing.assert_allclose(sums, 1.0, atol=2e-5)
+
+
+def _extreme_mixture(levels, channels, mixtures=3):
+  """Parameters at the extremes: scales e^-30 .. e^30, logits +-1e4, means far out."""
+  grid = list(itertools.product([-30.0, -7.0, 0.0, 30.0], [-1e4, -1.2, 0.3, 1e4],
+                                [-1e4, 0.0, 1e4]))
+  n = len(grid)
+  rng = np.random.default_rng(0)
+  log_scales = np.array([g[0] for g in grid], np.float32)[:, None, None] * np.ones(
+      (1, channels, mixtures), np.float32)
+  logits = np.array([g[1] for g in grid], np.float32)[:, None] * np.array(
+      [1.0, -1.0, 0.5][:mixtures], np.float32)
+  means = np.array([g[2] for g in grid], np.float32)[:, None, None] + rng.normal(
+      0, 0.5, (n, channels, mixtures)).astype(np.float32)
+  coeffs = rng.uniform(-1, 1, (n, channels, channels, mixtures)).astype(np.float32)
+  return (tf.constant(logits), tf.constant(means), tf.constant(log_scales),
+          tf.constant(coeffs))
+
+
+@pytest.mark.parametrize("levels", [2, 3, 256])
+def test_extreme_parameters_stay_finite_and_normalized(levels):
+  params = _extreme_mixture(levels, 3)
+  pixels = np.random.default_rng(2).integers(0, levels, (params[0].shape[0], 3))
+  edge = np.zeros_like(pixels)
+  edge[::2] = levels - 1
+  for x in (pixels, edge):
+    with tf.GradientTape() as tape:
+      tape.watch(params)
+      dist = distributions.DiscretizedLogisticMixture(*params, num_levels=levels)
+      log_p = dist.log_prob(x)
+      conditional = dist.conditional_log_probs(x)
+      target = tf.reduce_sum(log_p) + tf.reduce_sum(conditional)
+    grads = tape.gradient(target, params)
+    assert np.isfinite(log_p.numpy()).all() and np.isfinite(conditional.numpy()).all()
+    assert all(np.isfinite(g.numpy()).all() for g in grads)
+    np.testing.assert_allclose(_level_sums(dist, x), 1.0, atol=2e-5)
+
+
+def test_stability_check_fails_on_the_naive_difference_of_sigmoids(monkeypatch):
+  def naive(x, loc, log_scale, half_width, is_lowest, is_highest):
+    s = tf.exp(log_scale)
+    upper = tf.where(is_highest, 1.0, tf.sigmoid((x + half_width - loc) / s))
+    lower = tf.where(is_lowest, 0.0, tf.sigmoid((x - half_width - loc) / s))
+    return tf.math.log(upper - lower)
+
+  monkeypatch.setattr(distributions, "_discretized_logistic_log_prob", naive)
+  dist = distributions.DiscretizedLogisticMixture(*_extreme_mixture(256, 3), num_levels=256)
+  x = np.random.default_rng(2).integers(0, 256, (dist.batch_shape[0], 3))
+  assert not np.isfinite(dist.log_prob(x).numpy()).all()
+
+
+def test_normalization_check_fails_without_tail_integration(monkeypatch):
+  original = distributions._discretized_logistic_log_prob
+  monkeypatch.setattr(  # Edge levels get their bin only, not the tails.
+      distributions, "_discretized_logistic_log_prob",
+      lambda x, loc, s, w, lo, hi: original(x, loc, s, w, tf.zeros_like(lo), tf.zeros_like(hi)))
+  head = distributions.make_pixel_head("logistic_mixture", 256, 1, num_mixtures=4)
+  sums = _level_sums(head.pixel_distribution(_head_params(head, 50, scale=3.0)),
+                     np.zeros((50, 1), np.int32))
+  assert np.abs(sums - 1.0).max() > 1e-2
+
+
+def test_distribution_api_sample_and_mean():
+  head = distributions.make_pixel_head("logistic_mixture", 3, 3, num_mixtures=3)
+  params = np.tile(_head_params(head, 1, seed=3, scale=2.0)[:, None, None], (2, 2, 1, 1))
+  dist = head.image_distribution(params)  # [B=2], event [H=2, W=1, C=3]
+  assert dist.batch_shape == [2] and dist.event_shape == [2, 1, 3]
+  pixels = np.array(list(itertools.product(range(3), repeat=3)), np.int32)
+  p = np.exp(_reference_log_prob(head, params[0, 0, 0], pixels))
+  np.testing.assert_allclose(dist.mean().numpy()[0, 0, 0], p @ pixels, rtol=1e-4)
+  draws = dist.sample(3000, seed=[1, 2]).numpy()  # [3000, 2, 2, 1, 3]
+  assert draws.shape == (3000, 2, 2, 1, 3) and draws.dtype == np.int32
+  flat = draws.reshape(-1, 3)
+  freq = np.bincount(flat @ np.array([9, 3, 1]), minlength=27) / len(flat)
+  assert 0.5 * np.abs(freq - p).sum() < 0.5 * 5 * np.sqrt(p * (1 - p) / len(flat)).sum()
+  np.testing.assert_allclose(flat.mean(0), p @ pixels, atol=0.05)
+  gray = distributions.make_pixel_head("logistic_mixture", 256, 1, num_mixtures=2)
+  g_params = _head_params(gray, 4)
+  levels = np.arange(256)[:, None, None]
+  expected = (np.exp(gray.pixel_distribution(g_params).log_prob(levels).numpy()) *
+              levels[..., 0]).sum(0)
+  np.testing.assert_allclose(gray.mean(g_params[:, None, None])[:, 0, 0, 0], expected,
+                             rtol=1e-4)
+  with pytest.raises(ValueError, match="estimate it from samples"):
+    distributions.make_pixel_head("logistic_mixture", 256, 3).mean(
+        np.zeros((1, 1, 1, 100), np.float32))
+
+
+def _head_sampler_tv(head, params, num, seed=0):
+  """TV between channel-by-channel `head.quantile` draws and the joint pmf."""
+  k, c = head.num_levels, head.num_channels
+  rng = np.random.default_rng(seed)
+  batch = np.repeat(params[None], num, 0)
+  levels = np.zeros((num, c), np.int32)
+  for ch in range(c):
+    levels[:, ch] = head.quantile(batch, ch, rng.uniform(size=num).astype(np.float32),
+                                  levels).numpy()
+  pixels = np.array(list(itertools.product(range(k), repeat=c)), np.int32)
+  p = np.exp(head.pixel_distribution(np.repeat(params[None], len(pixels), 0))
+             .log_prob(pixels).numpy().astype(np.float64))
+  freq = np.bincount(levels @ (k ** np.arange(c)[::-1]), minlength=len(pixels)) / num
+  return 0.5 * np.abs(freq - p).sum(), 0.5 * 5 * np.sqrt(p * (1 - p) / num).sum()
+
+
+def _with_prior_weights(monkeypatch):
+  """The classic bug: channel c drawn from sum_k pi_k p(x_c | x_<c, k), prior weights."""
+
+  def conditional_with_prior(self, levels):
+    locs = self._locs(self._scaled(tf.cast(levels, tf.int32)))  # [..., C, M]
+    every = self._level_log_probs(tf.range(self.num_levels), locs[..., None],
+                                  self._log_scales[..., None])  # [..., C, M, K]
+    log_pi = tf.nn.log_softmax(self._logits)[..., None, :, None]
+    return tf.reduce_logsumexp(log_pi + every, axis=-2)
+
+  monkeypatch.setattr(distributions.DiscretizedLogisticMixture, "conditional_log_probs",
+                      conditional_with_prior)
+
+
+def test_head_quantile_samples_the_joint(monkeypatch):
+  head = distributions.make_pixel_head("logistic_mixture", 3, 3, num_mixtures=3)
+  params = _head_params(head, 1, seed=5, scale=2.0)[0]
+  tv, bound = _head_sampler_tv(head, params, 6000)
+  assert tv < bound, (tv, bound)
+  _with_prior_weights(monkeypatch)
+  tv, bound = _head_sampler_tv(head, params, 6000)
+  assert tv > bound, (tv, bound)
+
+
+# ---- the network: causality ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape,levels,classes", [
+    ((4, 4, 1), 2, None), ((5, 5, 1), 3, None), ((4, 4, 3), 3, None), ((4, 3, 3), 2, 3)])
+def test_causality(shape, levels, classes):
+  model = checks.randomize(models.build("pixelcnn_pp", shape, levels, num_classes=classes,
+                                        **TINY))
+  label = None if classes is None else 2
+  assert checks.pixel_causality_leaks(model, _random_images(model), labels=label) == []
+  # Not vacuous: every pixel depends on every channel of the pixel before it.
+  g = sum(checks.input_gradients(model, _random_images(model, seed), label, per_pixel=True)
+          for seed in range(3))
+  c = shape[-1]
+  assert all(g[p, (p - 1) * c + ch] > 0 for p in range(1, g.shape[0]) for ch in range(c))
+
+
+def _leaks_with(monkeypatch, target, name, replacement, shape=(4, 4, 3)):
+  monkeypatch.setattr(target, name, replacement)
+  model = checks.randomize(models.build("pixelcnn_pp", shape, 3, **TINY))
+  return checks.pixel_causality_leaks(model, _random_images(model))
+
+
+def test_causality_check_fails_without_shift_right(monkeypatch):
+  leaks = _leaks_with(monkeypatch, pixelcnn_pp.layers, "shift_right", lambda x, cols=1: x)
+  assert any(p == s // 3 for p, s in leaks)  # A pixel sees itself.
+
+
+def test_causality_check_fails_without_shift_down(monkeypatch):
+  leaks = _leaks_with(monkeypatch, pixelcnn_pp.layers, "shift_down", lambda x, rows=1: x)
+  assert any(s // 3 > p for p, s in leaks)  # A pixel sees the rest of its row.
+
+
+def test_causality_check_fails_on_a_badly_cropped_upsampling(monkeypatch):
+  def crop_one_row_low(self, inputs, output_size):  # Coarse row i reaches fine row 2i-1.
+    out = keras.layers.Conv2DTranspose.call(self, inputs)
+    out = tf.pad(out, [[0, 0], [0, 1], [0, 0], [0, 0]])
+    return out[:, 1:output_size[0] + 1, :output_size[1]]
+
+  leaks = _leaks_with(monkeypatch, pixelcnn_pp.CausalConv2DTranspose, "call",
+                      crop_one_row_low, shape=(4, 4, 1))
+  assert any(s > p for p, s in leaks)
+
+
+# ---- normalization and sampling ------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape,levels,classes", [
+    ((2, 2, 1), 3, None), ((1, 2, 3), 3, None), ((2, 2, 1), 2, 4), ((3, 3, 1), 2, None)])
+def test_normalization(shape, levels, classes):
+  hparams = dict(TINY, num_scales=2) if shape[0] > 2 else FLAT  # 3x3: two scales.
+  model = checks.randomize(models.build("pixelcnn_pp", shape, levels, num_classes=classes,
+                                        **hparams), seed=1)
+  for label in ([None] if classes is None else [0, 3]):
+    assert checks.total_probability(model, labels=label) == pytest.approx(1.0, abs=1e-4)
+
+
+def test_normalization_check_fails_on_a_leaky_model(monkeypatch):
+  monkeypatch.setattr(pixelcnn_pp.layers, "shift_right", lambda x, cols=1: x)
+  deviations = [abs(checks.total_probability(checks.randomize(
+      models.build("pixelcnn_pp", (2, 2, 1), 3, **FLAT), seed=seed)) - 1.0)
+                for seed in range(2)]
+  assert max(deviations) > 1e-2, deviations
+
+
+def _mixed_model(shape, levels):
+  """A tiny model whose pixels are clearly multi-modal mixtures: random weights, and
+  output biases of scale 2 (the pixel parameters of a 1x1 image are mostly biases)."""
+  model = checks.randomize(models.build("pixelcnn_pp", shape, levels, **FLAT), seed=2)
+  model.output_conv.bias.assign(_head_params(model.head, 1, seed=5, scale=2.0)[0])
+  return model
+
+
+@pytest.mark.parametrize("shape,levels", [((2, 2, 1), 2), ((1, 1, 3), 3)])
+def test_sampler_matches_log_prob(shape, levels):
+  model = _mixed_model(shape, levels)
+  assert not model.supports_fast_sampling
+  tv, bound = checks.sample_frequencies(model, 4000, seed=3)
+  assert tv < bound, (tv, bound)
+
+
+def test_sampler_check_fails_with_prior_mixture_weights(monkeypatch):
+  model = _mixed_model((1, 1, 3), 3)
+  _with_prior_weights(monkeypatch)
+  tv, bound = checks.sample_frequencies(model, 4000, seed=3)
+  assert tv > bound, (tv, bound)
+
+
+def test_sample_shapes_seeds_and_labels():
+  model = models.build("pixelcnn_pp", (3, 4, 3), 5, num_classes=2, **FLAT)
+  a = model.sample(2, seed=7, labels=[0, 1]).numpy()
+  assert a.shape == (2, 3, 4, 3) and a.dtype == np.int32 and 0 <= a.min() and a.max() < 5
+  np.testing.assert_array_equal(a, model.sample(2, seed=7, labels=[0, 1]).numpy())
+  with pytest.raises(ValueError, match="no cached sampler"):
+    model.sample(2, labels=[0, 1], fast=True)
+  with pytest.raises(ValueError, match="class-conditional"):
+    model.sample(2)
+
+
+# ---- the model: size, training, serialization, errors --------------------------------
+
+
+def test_default_size_matches_the_default_pixelcnn():
+  # Neither count depends on the image size: 8x8 builds what 28x28 would, faster.
+  pp = models.build("pixelcnn_pp", (8, 8, 1), 2).count_params()
+  plain = models.build("pixelcnn", (8, 8, 1), 2).count_params()
+  assert abs(pp - plain) / plain < 0.05, (pp, plain)
+
+
+def test_dropout_is_active_in_training_only():
+  model = checks.randomize(models.build("pixelcnn_pp", (4, 4, 1), 3, **dict(TINY, dropout=0.5)))
+  x = {"image": _random_images(model)[None]}
+  np.testing.assert_array_equal(model(x), model(x))
+  assert not np.allclose(model(x, training=True), model(x, training=True))
+
+
+def test_overfits_a_few_images():
+  images = np.random.default_rng(0).integers(0, 4, (4, 4, 4, 1)).astype(np.uint8)
+  model = models.build("pixelcnn_pp", (4, 4, 1), 4, num_filters=12, num_resnet=1,
+                       num_scales=2, num_mixtures=3)
+  model.compile(keras.optimizers.Adam(1e-2))
+  before = model.evaluate(images, batch_size=4, verbose=0, return_dict=True)["bits_per_dim"]
+  model.fit(images, batch_size=4, epochs=120, verbose=0)
+  after = model.evaluate(images, batch_size=4, verbose=0, return_dict=True)["bits_per_dim"]
+  assert before > 1.0 and after < 0.25 * before, (before, after)
+
+
+def test_save_and_load_round_trip(tmp_path):
+  model = checks.randomize(models.build("pixelcnn_pp", (2, 2, 3), 4, num_classes=2, **FLAT))
+  x = np.random.default_rng(0).integers(0, 4, (2, 2, 2, 3))
+  path = str(tmp_path / "m.keras")
+  model.save(path)
+  loaded = keras.models.load_model(path)
+  assert isinstance(loaded, models.PixelCNNPP) and loaded.head.num_mixtures == 3
+  np.testing.assert_allclose(loaded.log_prob(x, [0, 1]), model.log_prob(x, [0, 1]), rtol=1e-6)
+  np.testing.assert_array_equal(loaded.sample(2, seed=1, labels=[1, 0]),
+                                model.sample(2, seed=1, labels=[1, 0]))
+
+
+def test_build_errors():
+  with pytest.raises(ValueError, match="Valid hyper-parameters .*num_filters"):
+    models.build("pixelcnn_pp", (8, 8, 1), 2, num_filter=3)
+  with pytest.raises(ValueError, match="num_scales must be positive"):
+    models.build("pixelcnn_pp", (8, 8, 1), 2, num_scales=0)
+  with pytest.raises(ValueError, match=r"dropout must be in \[0, 1\)"):
+    models.build("pixelcnn_pp", (8, 8, 1), 2, dropout=1.0)
+  with pytest.raises(ValueError, match="Unknown pixel distribution"):
+    distributions.make_pixel_head("logistic", 2, 1)
+  assert distributions.make_pixel_head("categorical", 4, 3).num_params == 12  # Unchanged.
+  assert distributions.make_pixel_head("logistic_mixture", 256, 3).num_params == 100
+
+
+def test_two_replicas_match_one_device():
+  # The replica-parity check of test_distributed.py (shown there to catch an unscaled
+  # loss), on PixelCNN++: its loss too goes through the base class's compute_loss.
+  import test_distributed  # pylint: disable=import-outside-toplevel
+  rng = np.random.default_rng(0)
+  images = rng.integers(0, 3, (16, 5, 5, 1)).astype(np.uint8)
+  labels = rng.integers(0, 4, (16,)).astype(np.int32)
+  one, two = test_distributed._strategies()
+  hparams = FLAT
+  weights = models.PixelCNNPP((5, 5, 1), 3, num_classes=4, **hparams).get_weights()
+  logs_one, w_one = test_distributed._train(one, models.PixelCNNPP, weights, images, labels,
+                                            hparams=hparams)
+  logs_two, w_two = test_distributed._train(two, models.PixelCNNPP, weights, images, labels,
+                                            hparams=hparams)
+  assert logs_two["nll"][0] == pytest.approx(logs_one["nll"][0], rel=1e-5)
+  for a, b in zip(w_one, w_two):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  assert any(not np.allclose(a, w) for a, w in zip(w_one, weights))
+
+
+# ---- training driver: Polyak averaging, train_main -----------------------------------
+
+
+def _config(**overrides):
+  base = dict(model="pixelcnn_pp", hparams=dict(FLAT), dataset="digits", batch_size=32,
+              train_steps=4, checkpoint_every=2, num_samples=0, verbose=0, seed=3)
+  base.update(overrides)
+  return train_lib.TrainConfig(**base)
+
+
+def _ema_run(tmp_path, monkeypatch, decay):
+  """Trains with EMA; returns (weights handed to on_trained, manual EMA, last step's)."""
+  trajectory = []
+
+  class Record(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+      trajectory.append([np.array(v) for v in self.model.trainable_variables])
+
+  fit = keras.Model.fit
+  monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **kw: fit(
+      self, *a, callbacks=list(callbacks) + [Record()], **kw))
+  trained = []
+  train_lib.train_and_evaluate(
+      _config(ema_decay=decay, lr_schedule="constant"), str(tmp_path),
+      on_trained=lambda m: trained.extend([np.array(v) for v in m.trainable_variables]))
+  assert len(trajectory) == 4
+  average = trajectory[0]  # Keras starts the average at the first step's weights.
+  for weights in trajectory[1:]:
+    average = [decay * a + (1 - decay) * w for a, w in zip(average, weights)]
+  return trained, average, trajectory[-1]
+
+
+def test_ema_weights_are_the_moving_average_of_the_trajectory(tmp_path, monkeypatch):
+  trained, average, last = _ema_run(tmp_path, monkeypatch, decay=0.7)
+  for got, want in zip(trained, average):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  assert any(not np.allclose(a, b) for a, b in zip(average, last))  # Not vacuous.
+  saved = keras.models.load_model(str(tmp_path / "model.keras"))
+  for got, want in zip(saved.trainable_variables, average):
+    np.testing.assert_allclose(np.array(got), want, rtol=1e-5, atol=1e-6)
+
+
+def test_ema_check_fails_when_the_average_is_not_swapped_in(tmp_path, monkeypatch):
+  # Without finalize_variable_values the model keeps the raw last-step weights.
+  monkeypatch.setattr(keras.optimizers.Adam, "finalize_variable_values",
+                      lambda self, var_list: None)
+  trained, average, _ = _ema_run(tmp_path, monkeypatch, decay=0.7)
+  assert any(not np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(trained, average))
+
+
+def test_ema_resume_ends_where_an_uninterrupted_run_would(tmp_path):
+  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+  # With the paper's exponential decay too: the rate is a function of the step alone.
+  common = dict(ema_decay=0.8, lr_schedule="exponential")
+  schedules = []
+  train_lib.train_and_evaluate(_config(**common), straight,
+                               on_trained=lambda m: schedules.append(m.optimizer._learning_rate))
+  # (The rate rounds to float32: 0.999995 ** 1e5 then comes out 7e-4 low.)
+  assert float(schedules[0](100000)) == pytest.approx(2e-3 * 0.999995 ** 100000, rel=2e-3)
+  train_lib.train_and_evaluate(_config(train_steps=2, **common), resumed)
+  metrics = train_lib.train_and_evaluate(_config(**common), resumed)
+  assert metrics["resumed_from_step"] == 2
+  a = keras.models.load_model(os.path.join(straight, "model.keras")).get_weights()
+  b = keras.models.load_model(os.path.join(resumed, "model.keras")).get_weights()
+  for x, y in zip(a, b):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_ema_decay_is_validated():
+  with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
+    _config(ema_decay=1.0).validate()
+
+
+def test_train_main_end_to_end(tmp_path):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  from conftest import REPO_ROOT  # pylint: disable=import-outside-toplevel
+  flag = ",".join(f"{k}={v}" for k, v in FLAT.items())
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
+  proc = subprocess.run(
+      [sys.executable, os.path.join(REPO_ROOT, "train_main.py"), "--model=pixelcnn_pp",
+       "--dataset=digits", f"--hparams={flag}", "--batch_size=32", "--train_steps=4",
+       "--conditional", "--ema_decay=0.9", "--num_samples=10", "--verbose=0",
+       f"--model_dir={tmp_path}"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+      timeout=300)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  metrics = json.loads((tmp_path / "metrics.json").read_text())
+  assert metrics["model"] == "pixelcnn_pp" and metrics["train_steps"] == 4
+  assert metrics["test_nll_nats"] > 0 and (tmp_path / "samples.png").exists()
+  assert json.loads((tmp_path / "config.json").read_text())["ema_decay"] == 0.9
+
+
+if __name__ == "__main__":
+  import sys
+  sys.exit(pytest.main([__file__, "-q"]))
