@@ -6,7 +6,7 @@
 Trains each model with `tfgen.train_lib` on the 50,000 training images of
 `../shared/data/binarized_mnist.npz` for --cpu_seconds of process CPU time (or reuses a
 finished run in --workdir/MODEL), then scores --images test images drawn at random
-(the split is sorted by class) and the same number of outliers of each kind
+(the split is sorted by class; the run's test NLL is on the same images) and the same number of outliers of each kind
 (`tfgen.scoring.OUTLIER_KINDS`): uniform noise, left-right mirrored digits (letter-like
 shapes with the digits' own stroke statistics), digits rotated 90 degrees, and
 inverted digits. Prints one JSON object with, per model, its test NLL, and per outlier
@@ -25,12 +25,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+import bench_data  # noqa: E402  (beside this file)
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SHARED = os.path.join(os.path.dirname(_REPO), "shared", "data")
 _DATA_DIR = flags.DEFINE_string("data_dir", _SHARED, "Directory holding binarized_mnist.npz.")
 _MODELS = flags.DEFINE_list("models", ["pixelcnn", "vae"], "Models to train and score.")
 _CPU_SECONDS = flags.DEFINE_float("cpu_seconds", 300.0, "Training budget per model.")
-_IMAGES = flags.DEFINE_integer("images", 2000, "Test images (and outliers per set) scored.")
+_IMAGES = flags.DEFINE_integer("images", 1000, "Test images drawn at random (the split is "
+                                "sorted by class), and outliers per set, scored.")
 _IMPORTANCE = flags.DEFINE_integer("importance_samples", 250, "k of the VAE's estimate.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of training, the test subset and the noise.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Keep runs in WORKDIR/MODEL (default: temp; "
@@ -48,6 +51,9 @@ def main(argv):
     print(f"Error: {path} not found; pass --data_dir with binarized_mnist.npz.", file=sys.stderr)
     return 1
   workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="outlier_bench_")
+  # The training split and a random test subset, without validation: the budget goes
+  # to training, and the test NLL and the scores are on the same random images.
+  path = bench_data.subset_npz(path, _IMAGES.value, _SEED.value)
   report = {"dataset": "binarized_mnist", "images_per_set": _IMAGES.value,
             "cpu_seconds_budget": _CPU_SECONDS.value, "models": {}}
   for name in _MODELS.value:
@@ -68,7 +74,7 @@ def main(argv):
     start = time.perf_counter()
     _, summary = scoring.score_sets(model, data, "test", scoring.OUTLIER_KINDS,
                                     num_importance_samples=_IMPORTANCE.value,
-                                    max_images=_IMAGES.value, seed=_SEED.value)
+                                    seed=_SEED.value)
     report["models"][name] = {
         "parameters": int(model.count_params()),
         "train_cpu_seconds": metrics.get("train_cpu_seconds"),

@@ -187,7 +187,10 @@ def _concrete(fn, specs):
 
 def _save_signatures(model, path):
   module = tf.Module()
-  module.model = model  # Tracks the variables.
+  module.model = model
+  # Every weight explicitly too: a Keras sublayer held where TensorFlow's object graph
+  # does not look would otherwise be an "untracked capture" at save time.
+  module.weights = list(model.weights)
   signatures = {}
   for name, (fn, specs) in _signatures(model, checks=True).items():
     setattr(module, name, tf.function(fn, input_signature=specs))

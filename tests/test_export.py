@@ -154,6 +154,49 @@ def test_vae_signatures(vae_export):
   np.testing.assert_allclose(encoded["stddev"].numpy(), q.stddev().numpy(), rtol=1e-5)
 
 
+# One exporter for every family: each model only says how it samples from noise.
+@pytest.mark.parametrize("name,shape,levels,classes,hparams", [
+    ("gated_pixelcnn", (3, 3, 3), 3, 2,
+     dict(hidden_dim=6, num_layers=2, kernel_size=3, skip_dim=6, output_dim=6)),
+    ("row_lstm", (3, 3, 1), 2, None,
+     dict(hidden_dim=6, num_layers=2, input_kernel_size=3, output_dim=12)),
+    ("pixelcnn_pp", (4, 4, 3), 4, None,
+     dict(num_filters=6, num_resnet=1, num_scales=2, num_mixtures=2)),
+])
+def test_every_family_exports_a_builtin_sampler(tmp_path, name, shape, levels, classes,
+                                                hparams):
+  model = checks.randomize(models.build(name, shape, levels, num_classes=classes, **hparams),
+                           scale=0.5)
+  meta = export_lib.export(model, str(tmp_path), quantize=["none"], batch_size=3)
+  assert not [op for op in meta["tflite"]["none"]["operators"] if op.startswith("CUSTOM")]
+  noise = _noise(model, 4, batch=3)
+  labels = None if classes is None else np.array([0, 1, 1], np.int32)
+  inputs = {"noise": noise} if labels is None else {"noise": noise, "labels": labels}
+  keras_levels = model.sample(3, noise=noise, labels=labels).numpy()
+  np.testing.assert_array_equal(
+      _tflite(str(tmp_path), "sampler_float32.tflite", **inputs)["levels"], keras_levels)
+  saved = tf.saved_model.load(str(tmp_path / "saved_model")).signatures
+  lp = saved["log_prob"](**{"images": tf.constant(keras_levels),
+                            **({} if labels is None else {"labels": tf.constant(labels)})})
+  np.testing.assert_allclose(lp["log_prob_nats"].numpy(),
+                             model.log_prob(keras_levels, labels).numpy(), rtol=1e-4)
+
+
+def test_a_sampler_tflite_cannot_hold_is_refused_with_the_way_out(tmp_path):
+  # The Diagonal BiLSTM's tf.scan lowers to TensorList ops, which TFLite cannot turn
+  # into builtins inside the sampling loop: the export says so and what to do, and
+  # the SavedModel (which has no such limit) still exports.
+  model = checks.randomize(models.build("diagonal_bilstm", (3, 3, 1), 2, hidden_dim=6,
+                                        num_layers=2, input_kernel_size=3, output_dim=12))
+  with pytest.raises(export_lib.ExportError, match="--formats=saved_model"):
+    export_lib.export(model, str(tmp_path / "both"), quantize=["none"], batch_size=2)
+  export_lib.export(model, str(tmp_path / "sm"), formats=["saved_model"])
+  images = model.sample(2, seed=0).numpy()
+  saved = tf.saved_model.load(str(tmp_path / "sm" / "saved_model")).signatures
+  np.testing.assert_allclose(saved["log_prob"](images=tf.constant(images))["log_prob_nats"],
+                             model.log_prob(images).numpy(), rtol=1e-4)
+
+
 @pytest.mark.parametrize("call,message", [
     (lambda s, m: s["sample"](noise=tf.fill([2, 4, 4, 3], 1.5), labels=tf.zeros([2], tf.int32)),
      "noise must lie in"),
