@@ -112,7 +112,12 @@ def test_killed_worker_resumes_from_last_checkpoint(tmp_path):
   _assert_same(w0, w1, rtol=0, atol=0)
   metrics = json.loads((workdir / "metrics.json").read_text())
   assert 0 < metrics["resumed_from_step"] < 400  # It resumed rather than started over.
-  _assert_same(w0, _single_process_weights(tmp_path, **overrides), rtol=1e-4, atol=1e-5)
+  # Exactness is against an uninterrupted job of the same two workers: the same
+  # all-reduce order. Against one process, 400 Adam steps grow float summation-order
+  # differences to ~1e-3 on some CPUs (measured here), so that comparison is loose.
+  straight = _finish(_start_workers(tmp_path / "straight", tmp_path, "straight", **overrides))
+  _assert_same(w0, straight[0], rtol=1e-5, atol=1e-6)
+  _assert_same(w0, _single_process_weights(tmp_path, **overrides), rtol=2e-2, atol=2e-3)
 
 
 def test_multi_worker_configuration_errors():
