@@ -581,21 +581,8 @@ class DiscretizedLogisticMixturePixelHead:
     conditional = self.pixel_distribution(pixel_params).conditional_log_probs(pixel_levels)
     return tfd.Categorical(logits=tf.gather(conditional, channel, axis=-2))  # [B, K]
 
-  def quantile(self, pixel_params, channel, uniform, pixel_levels=None):
-    """Inverse-CDF sample of one subpixel from uniform noise, given the pixel's
-    earlier channels (see `CategoricalPixelHead.quantile`).
-
-    Args:
-      pixel_params: float `[B, P]`.
-      channel: int scalar.
-      uniform: float `[B]` in [0, 1).
-      pixel_levels: int `[B, C]`, see `subpixel_distribution`.
-
-    Returns:
-      int32 `[B]` levels in `[0, K)`.
-    """
-    dist = self.subpixel_distribution(pixel_params, channel, pixel_levels)
-    return inverse_cdf(dist.probs_parameter(), uniform)  # [B]
+  # Inverse CDF of `subpixel_distribution`, the same for every channel-by-channel head.
+  quantile = CategoricalPixelHead.quantile
 
   def image_quantile(self, params, uniform):
     """Inverse-CDF sample of every pixel at once, channel by channel, for parameters
