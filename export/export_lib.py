@@ -93,6 +93,9 @@ def _to_uint8(model, levels):
 
 
 def _label_spec(model, batch):
+  """The conditioning input of every signature: labels `[B]`, a vector `[B, D]`, none."""
+  if getattr(model, "condition_dim", None) is not None:
+    return [tf.TensorSpec([batch, model.condition_dim], tf.float32, name="condition")]
   if model.num_classes is None:
     return []
   return [tf.TensorSpec([batch], tf.int32, name="labels")]
@@ -109,6 +112,13 @@ def _assert_shape(tensor, shape, what):
 def _checked_labels(model, labels, batch_of):
   if labels is None:
     return []
+  if getattr(model, "condition_dim", None) is not None:
+    return [
+        tf.debugging.assert_equal(
+            tf.shape(labels), tf.stack([tf.shape(batch_of)[0], model.condition_dim]),
+            message=f"condition must have shape [batch, {model.condition_dim}]"),
+        tf.debugging.assert_all_finite(labels, "condition must hold finite values"),
+    ]
   return [
       tf.debugging.assert_equal(tf.shape(labels)[0], tf.shape(batch_of)[0],
                                 message="labels must have one entry per image, shape [batch]"),
@@ -298,6 +308,7 @@ def export(model, out_dir, formats=FORMATS, quantize=QUANTIZATIONS, batch_size=1
       "model": type(model).__name__, "model_name": getattr(model, "MODEL_NAME", None),
       "image_shape": list(model.image_shape), "num_levels": model.num_levels,
       "num_classes": model.num_classes, "label_names": label_names,
+      "condition_dim": getattr(model, "condition_dim", None),
       "latent_dim": getattr(model, "latent_dim", None),
       "uint8_mapping": f"uint8 = round(level * 255 / {model.num_levels - 1})",
       "noise": {name: ("standard normal" if name == "z" else "uniform in [0, 1)")
@@ -340,6 +351,9 @@ def _readme(meta):
   if meta["num_classes"]:
     lines += [f"Class-conditional: labels 0..{meta['num_classes'] - 1} "
               f"({meta['label_names'] or 'unnamed'}).", ""]
+  if meta.get("condition_dim"):
+    lines += [f"Conditioned on a float vector `condition` [batch, {meta['condition_dim']}].",
+              ""]
   if "saved_model" in meta:
     lines += ["## SavedModel (needs only TensorFlow)", "", "```python",
               "import numpy as np, tensorflow as tf",
@@ -350,6 +364,8 @@ def _readme(meta):
       shape = tuple(4 if d == -1 else d for d in spec["shape"])
       if name == "labels":
         args.append(f"labels=np.zeros({shape[0]}, np.int32)")
+      elif name == "condition":
+        args.append(f"condition=np.zeros({shape}, np.float32)")
       elif name == "z":
         args.append(f"z=np.random.normal(size={shape}).astype(np.float32)")
       else:

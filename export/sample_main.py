@@ -19,15 +19,25 @@ _SEED = flags.DEFINE_integer("seed", 0, "Seed of the noise.")
 _LABEL = flags.DEFINE_integer("label", None, "Class of every image (conditional models); "
                               "default: image k gets class k mod num_classes (from the "
                               "metadata.json beside the file).")
+_CONDITION = flags.DEFINE_string(
+    "condition", None, "A .npy file of the conditioning vector(s), shape [D] (every "
+    "image) or [batch, D]: needed by samplers of models built with condition_dim.")
 _SCALE = flags.DEFINE_integer("scale", 4, "Enlarge the grid this many times.")
 
 
-def sample(tflite_path, seed=0, label=None):
+def sample(tflite_path, seed=0, label=None, condition=None):
   """Runs the sampler once: returns uint8 images `[B, H, W, C]`.
+
+  Args:
+    tflite_path: an exported sampler.
+    seed: seed of the noise.
+    label: class of every image of a class-conditional sampler (default: k mod classes).
+    condition: float `[D]` or `[B, D]`, for a sampler of a vector-conditioned model.
 
   Raises:
     ValueError: for a conditional sampler without a class count (no --label and no
-      metadata.json beside the file) or a label outside the classes.
+      metadata.json beside the file), a label outside the classes, or a missing or
+      ill-shaped condition.
   """
   import json
   import os
@@ -52,6 +62,15 @@ def sample(tflite_path, seed=0, label=None):
         raise ValueError(f"--label must lie in [0, {num_classes}), got {label}")
       inputs[name] = (np.full(shape, label, np.int32) if label is not None
                       else (np.arange(shape[0]) % num_classes).astype(np.int32))
+    elif name == "condition":
+      if condition is None:
+        raise ValueError(f"this sampler is conditioned on a vector of {shape[1]} floats: pass "
+                         f"--condition=FILE.npy holding shape [{shape[1]}] or {list(shape)}")
+      condition = np.asarray(condition, np.float32)
+      if condition.shape not in ((shape[1],), shape):
+        raise ValueError(f"--condition must have shape [{shape[1]}] or {list(shape)}, "
+                         f"got {list(condition.shape)}")
+      inputs[name] = np.ascontiguousarray(np.broadcast_to(condition, shape))
     elif name == "z":
       inputs[name] = rng.standard_normal(shape).astype(np.float32)
     else:
@@ -81,8 +100,17 @@ def main(argv):
     print("\nError: pass --tflite=OUT/sampler_float32.tflite (from python -m export).",
           file=sys.stderr)
     return 1
+  condition = None
+  if _CONDITION.value:
+    import numpy as np
+    try:
+      condition = np.load(_CONDITION.value)
+    except (OSError, ValueError) as e:
+      print(f"\nError: cannot read --condition={_CONDITION.value} ({e}). Save the vector "
+            "with numpy.save(path, array).", file=sys.stderr)
+      return 1
   try:
-    images = sample(_TFLITE.value, _SEED.value, _LABEL.value)
+    images = sample(_TFLITE.value, _SEED.value, _LABEL.value, condition)
   except (ValueError, RuntimeError) as e:
     print(f"\nError: cannot run {_TFLITE.value} with LiteRT ({e}). Pass a sampler written "
           "by python -m export.", file=sys.stderr)

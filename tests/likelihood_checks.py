@@ -48,7 +48,7 @@ def _params_of_pixel(model, params, p):
   return params[p // w, p % w]
 
 
-def input_gradients(model, images, labels=None, per_pixel=False):
+def input_gradients(model, images, labels=None, per_pixel=False, condition=None):
   """Gradient of each subpixel's parameters w.r.t. every input subpixel.
 
   The image is replicated T times; copy t differentiates only subpixel t's parameters,
@@ -60,6 +60,7 @@ def input_gradients(model, images, labels=None, per_pixel=False):
     labels: an int class label for a conditional model, else None.
     per_pixel: differentiate all parameters of each pixel (H * W rows) instead of
       each subpixel's channel-major slice (T rows).
+    condition: a float vector `[D]` for a model built with `condition_dim`, else None.
 
   Returns:
     numpy `[T, T]` (`[H * W, T]` with `per_pixel`): entry [t, s] is the summed
@@ -70,11 +71,15 @@ def input_gradients(model, images, labels=None, per_pixel=False):
   num = h * w * c
   rows = h * w if per_pixel else num
   x = tf.cast(tf.repeat(tf.convert_to_tensor(images)[None], rows, axis=0), tf.float32)
-  inputs_labels = None if labels is None else tf.fill([rows], labels)
+  extra = {}
+  if labels is not None:
+    extra["label"] = tf.fill([rows], labels)
+  if condition is not None:
+    extra["condition"] = tf.repeat(tf.constant(condition, tf.float32)[None], rows, axis=0)
   select = _params_of_pixel if per_pixel else _params_of_subpixel
   with tf.GradientTape() as tape:
     tape.watch(x)
-    inputs = {"image": x} if inputs_labels is None else {"image": x, "label": inputs_labels}
+    inputs = {"image": x, **extra}
     params = model(inputs, training=False)  # [rows, H, W, P]
     width = params.shape[-1] // (1 if per_pixel else c)
     # Random weights per parameter, so no cancellation can hide a dependence.
@@ -86,18 +91,18 @@ def input_gradients(model, images, labels=None, per_pixel=False):
   return np.abs(grads.numpy().reshape(rows, num))
 
 
-def causality_leaks(model, images, labels=None):
+def causality_leaks(model, images, labels=None, condition=None):
   """Pairs (t, s) with s >= t where subpixel t's params depend on input subpixel s."""
-  g = input_gradients(model, images, labels)
+  g = input_gradients(model, images, labels, condition=condition)
   t_idx, s_idx = np.nonzero(np.triu(g) != 0.0)  # upper triangle incl. diagonal: s >= t
   return list(zip(t_idx.tolist(), s_idx.tolist()))
 
 
-def pixel_causality_leaks(model, images, labels=None):
+def pixel_causality_leaks(model, images, labels=None, condition=None):
   """Pairs (p, s) where the params of pixel p depend on an input subpixel s of pixel
   p itself or a later one: for models whose per-pixel parameters serve all channels
   of the pixel (PixelCNN++), which must see only the pixels strictly before."""
-  g = input_gradients(model, images, labels, per_pixel=True)  # [H*W, T]
+  g = input_gradients(model, images, labels, per_pixel=True, condition=condition)  # [H*W, T]
   c = model.image_shape[-1]
   pixel_of = np.arange(g.shape[1]) // c  # [T]
   p_idx, s_idx = np.nonzero((g != 0.0) & (pixel_of[None, :] >= np.arange(g.shape[0])[:, None]))

@@ -366,30 +366,45 @@ class CausalConv2D(keras.layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package="tfgen")
-class ClassBias(keras.layers.Layer):
-  """A learned per-class bias added to a feature map: h + b[y].
+class ConditionBias(keras.layers.Layer):
+  """A learned bias from the conditioning added to a feature map: h + V^T y.
 
-  The conditioning of van den Oord et al. (2016b), eq. (4), for a one-hot class
-  vector: `V^T h` with one-hot h is a lookup of one row of V.
+  The conditioning of van den Oord et al. (2016b), eq. (4). `y` is either a class
+  label, read as a one-hot vector (so V^T y is a lookup of one row of V), or any
+  float vector `[B, D]` (an embedding, attributes): the same term, a matrix product.
+  Give exactly one of `num_classes` and `condition_dim`.
 
   Args:
-    num_classes: number of class labels.
     filters: `F`, the width of the feature map it is added to.
+    num_classes: number of class labels; `call` then takes int labels `[B]`.
+    condition_dim: `D`; `call` then takes float vectors `[B, D]`.
   """
 
-  def __init__(self, num_classes, filters, **kwargs):
+  def __init__(self, filters, num_classes=None, condition_dim=None, **kwargs):
     super().__init__(**kwargs)
-    self.num_classes = int(num_classes)
+    if (num_classes is None) == (condition_dim is None):
+      raise ValueError("ConditionBias needs exactly one of num_classes and condition_dim.")
     self.filters = int(filters)
-    self.embedding = keras.layers.Embedding(num_classes, filters, embeddings_initializer="zeros")
+    self.num_classes = None if num_classes is None else int(num_classes)
+    self.condition_dim = None if condition_dim is None else int(condition_dim)
+    # Zero init: the conditional model starts as the unconditional one.
+    if self.num_classes is not None:
+      self.projection = keras.layers.Embedding(self.num_classes, self.filters,
+                                               embeddings_initializer="zeros")
+    else:
+      self.projection = keras.layers.Dense(self.filters, use_bias=False,
+                                           kernel_initializer="zeros")
 
-  def call(self, features, labels):
-    bias = tf.cast(self.embedding(labels), features.dtype)  # [B, F]
+  def call(self, features, condition):
+    if self.num_classes is None:
+      condition = tf.cast(condition, self.compute_dtype)
+    bias = tf.cast(self.projection(condition), features.dtype)  # [B, F]
     # Broadcast over the spatial axes of [B, ..., F]: maps and single positions alike.
     shape = [-1] + [1] * (features.shape.rank - 2) + [self.filters]
     return features + tf.reshape(bias, shape)
 
   def get_config(self):
     config = super().get_config()
-    config.update(num_classes=self.num_classes, filters=self.filters)
+    config.update(filters=self.filters, num_classes=self.num_classes,
+                  condition_dim=self.condition_dim)
     return config

@@ -41,7 +41,10 @@ def build(name, image_shape, num_levels, num_classes=None, **hparams):
     image_shape: `(H, W, C)`.
     num_levels: `K`, levels per subpixel.
     num_classes: number of classes for a class-conditional model p(x | y), or None.
-    **hparams: model hyper-parameters; see `default_hparams(name)`.
+    **hparams: model hyper-parameters; see `default_hparams(name)`. The
+      autoregressive models also take `condition_dim=D`: p(x | h) of a float vector
+      h `[B, D]`, passed as `condition=` to `log_prob`/`sample` and under the key
+      "condition" of a dataset's elements.
 
   Returns:
     A built `keras.Model` with `log_prob`, `sample`, and Keras `fit`/`evaluate`.

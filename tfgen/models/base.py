@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgen import distributions
+from tfgen import layers
 from tfgen import sampling
 
 
@@ -23,7 +24,8 @@ def unpack_inputs(inputs):
   """Splits model inputs into `(images, labels)`; labels may be None.
 
   Inputs are either an integer image tensor `[B, H, W, C]` or a dict with key
-  "image" and, optionally, "label" (the element format of `tfgen.data`).
+  "image" and, optionally, "label" (the element format of `tfgen.data`) or
+  "condition" (a float vector `[B, D]` for a model built with `condition_dim`).
   """
   if isinstance(inputs, dict):
     return inputs["image"], inputs.get("label")
@@ -66,19 +68,25 @@ class ImageModel(HParamsMixin, keras.Model):
   """What every tfgen model shares: image and label checks, Keras plumbing, config.
 
   A model of images `[B, H, W, C]` of integer levels in `[0, K)`, optionally
-  conditioned on class labels `[B]`. Subclasses build their layers in `__init__` and
-  call `self._finish_init()` at its end, so every variable exists after construction.
+  conditioned on class labels `[B]` (`num_classes`) or on a float vector `[B, D]`
+  (`condition_dim`, where the class sets `SUPPORTS_CONDITION_VECTOR`). Subclasses
+  build their layers in `__init__` and call `self._finish_init()` at its end, so every
+  variable exists after construction.
 
   Args:
     image_shape: `(H, W, C)`.
     num_levels: `K`.
     num_classes: number of class labels for a conditional model, or None.
+    condition_dim: `D` for a model p(x | h) of a conditioning vector h (an embedding,
+      attributes), or None. Not together with `num_classes`.
     **hparams: model hyper-parameters, see the subclass's `HPARAMS`.
   """
 
   MODEL_NAME = None
+  SUPPORTS_CONDITION_VECTOR = False
 
-  def __init__(self, image_shape, num_levels, num_classes=None, name=None, **hparams):
+  def __init__(self, image_shape, num_levels, num_classes=None, name=None,
+               condition_dim=None, **hparams):
     resolved = self.resolve_hparams(hparams)
     super().__init__(name=name or self.MODEL_NAME)
     image_shape = tuple(int(d) for d in image_shape)
@@ -86,10 +94,32 @@ class ImageModel(HParamsMixin, keras.Model):
       raise ValueError(f"image_shape must be (H, W, C) with positive sizes, got {image_shape}.")
     if num_classes is not None and int(num_classes) < 1:
       raise ValueError(f"num_classes must be a positive integer or None, got {num_classes}.")
+    if condition_dim is not None:
+      if not self.SUPPORTS_CONDITION_VECTOR:
+        raise ValueError(
+            f"Model {self.MODEL_NAME!r} cannot be conditioned on a vector (condition_dim); "
+            "the autoregressive models (pixelcnn, gated_pixelcnn, pixelcnn_pp, row_lstm, "
+            "diagonal_bilstm) can. Use num_classes for class labels.")
+      if num_classes is not None:
+        raise ValueError("Give num_classes (class labels) or condition_dim (a vector), "
+                         "not both. For both, append the one-hot label to the vector.")
+      if int(condition_dim) < 1:
+        raise ValueError(f"condition_dim must be a positive integer or None, got "
+                         f"{condition_dim}.")
     self.image_shape = image_shape
     self.num_levels = int(num_levels)
     self.num_classes = None if num_classes is None else int(num_classes)
+    self.condition_dim = None if condition_dim is None else int(condition_dim)
     self.hparams = resolved
+
+  @property
+  def is_conditional(self):
+    """Whether the model is p(x | y), on class labels or on a vector."""
+    return self.num_classes is not None or self.condition_dim is not None
+
+  def _condition_bias(self, filters):
+    """The layer that adds the conditioning V^T y to a feature map of `filters`."""
+    return layers.ConditionBias(filters, self.num_classes, self.condition_dim)
 
   @property
   def num_subpixels(self):
@@ -98,14 +128,33 @@ class ImageModel(HParamsMixin, keras.Model):
   def _finish_init(self):
     """Creates every variable now: shapes are fully known from the constructor."""
     images = tf.zeros((1,) + self.image_shape, tf.int32)
-    labels = None if self.num_classes is None else tf.zeros((1,), tf.int32)
-    self(self._inputs(images, labels))
+    if self.condition_dim is not None:
+      condition = tf.zeros((1, self.condition_dim))
+    else:
+      condition = None if self.num_classes is None else tf.zeros((1,), tf.int32)
+    self(self._inputs(images, condition))
 
-  def _inputs(self, images, labels):
-    return {"image": images} if labels is None else {"image": images, "label": labels}
+  def _inputs(self, images, condition):
+    """The model's input dict; `condition` is labels `[B]` or a vector `[B, D]`."""
+    if condition is None:
+      return {"image": images}
+    key = "label" if self.condition_dim is None else "condition"
+    return {"image": images, key: condition}
 
   def _labels(self, inputs):
-    """The labels of a conditional model (int32 `[B]`), or None for p(x)."""
+    """What a conditional model conditions on, or None for p(x).
+
+    int32 labels `[B]` for a class-conditional model, float32 `[B, D]` for a model
+    built with `condition_dim`.
+    """
+    if self.condition_dim is not None:
+      condition = inputs.get("condition") if isinstance(inputs, dict) else None
+      if condition is None:
+        raise ValueError(
+            f"Model {self.name!r} is conditioned on a vector of {self.condition_dim} "
+            "floats: pass condition=..., e.g. model.log_prob(images, condition=h), or a "
+            "dataset with a 'condition' key.")
+      return tf.cast(condition, tf.float32)
     _, labels = unpack_inputs(inputs)
     if self.num_classes is None:
       return None
@@ -140,6 +189,39 @@ class ImageModel(HParamsMixin, keras.Model):
             f"[0, {self.num_levels - 1}]. Re-quantize the data or build the model with "
             "the data's number of levels.")
     return tf.cast(images, tf.int32)
+
+  def _check_condition(self, labels, condition, batch):
+    """Checks what a caller passed to condition on; returns it as one tensor or None.
+
+    Labels for a class-conditional model, a vector for one built with
+    `condition_dim`, nothing for p(x).
+    """
+    if self.condition_dim is None:
+      if condition is not None:
+        raise ValueError(
+            f"Model {self.name!r} takes no condition vector (it was built without "
+            "condition_dim); " + ("pass labels." if self.num_classes else "drop condition."))
+      return self._check_labels(labels, batch)
+    if labels is not None:
+      raise ValueError(f"Model {self.name!r} is conditioned on a vector; pass "
+                       "condition=..., not labels.")
+    shape = (batch, self.condition_dim)
+    if condition is None:
+      raise ValueError(
+          f"Model {self.name!r} is conditioned on a vector: pass condition=..., floats of "
+          f"shape {shape} (or ({self.condition_dim},) for all images).")
+    condition = tf.convert_to_tensor(condition)
+    if not (condition.dtype.is_floating or condition.dtype.is_integer):
+      raise ValueError(f"condition must hold numbers, got dtype {condition.dtype.name}.")
+    condition = tf.cast(condition, tf.float32)
+    if condition.shape.rank == 1:
+      condition = tf.broadcast_to(condition, (batch,) + tuple(condition.shape))
+    if tuple(condition.shape) != shape:
+      raise ValueError(f"condition must have shape {shape} (or ({self.condition_dim},) "
+                       f"for all images), got {tuple(condition.shape)}.")
+    if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(condition))):
+      raise ValueError("condition holds NaN or inf values.")
+    return condition
 
   def _check_labels(self, labels, batch):
     if self.num_classes is None:
@@ -230,9 +312,12 @@ class ImageModel(HParamsMixin, keras.Model):
   # ---- serialization ----------------------------------------------------------------
 
   def get_config(self):
-    return dict(name=self.name, image_shape=list(self.image_shape),
-                num_levels=self.num_levels, num_classes=self.num_classes,
-                **dict(self.hparams))
+    config = dict(name=self.name, image_shape=list(self.image_shape),
+                  num_levels=self.num_levels, num_classes=self.num_classes,
+                  **dict(self.hparams))
+    if self.condition_dim is not None:
+      config["condition_dim"] = self.condition_dim
+    return config
 
   @classmethod
   def from_config(cls, config):
@@ -251,6 +336,8 @@ class AutoregressiveModel(ImageModel):
   """
 
   PIXEL_DISTRIBUTION = "categorical"
+  # Every autoregressive model conditions through `_condition_bias`, labels or vector.
+  SUPPORTS_CONDITION_VECTOR = True
 
   def __init__(self, image_shape, num_levels, num_classes=None, name=None, **hparams):
     super().__init__(image_shape, num_levels, num_classes, name=name, **hparams)
@@ -267,21 +354,23 @@ class AutoregressiveModel(ImageModel):
     """The image distribution p(x | y) for a batch, given the images it conditions on."""
     return self.head.image_distribution(self(inputs, training=training))
 
-  def log_prob(self, images, labels=None):
+  def log_prob(self, images, labels=None, condition=None):
     """log p(x) (or log p(x | y)) of each image, in nats.
 
     Args:
       images: integer `[B, H, W, C]` (or `[B, H, W]` for C=1) levels in `[0, K)`.
-      labels: int `[B]` class labels for a conditional model, else None.
+      labels: int `[B]` class labels for a class-conditional model, else None.
+      condition: float `[B, D]` (or `[D]` for all) for a model built with
+        `condition_dim`, else None.
 
     Returns:
       float32 `[B]`.
 
     Raises:
-      ValueError: for images or labels of the wrong shape, dtype or range.
+      ValueError: for images, labels or condition of the wrong shape, dtype or range.
     """
     images = self._check_images(images)
-    labels = self._check_labels(labels, images.shape[0])
+    labels = self._check_condition(labels, condition, images.shape[0])
     if self._log_prob_fn is None:
       self._log_prob_fn = tf.function(
           lambda inputs: self.distribution(inputs).log_prob(inputs["image"]),
@@ -304,7 +393,8 @@ class AutoregressiveModel(ImageModel):
   # Models with a cached incremental sampler set this and define `incremental_fill`.
   supports_fast_sampling = False
 
-  def sample(self, num, seed=None, labels=None, noise=None, progress=False, fast=None):
+  def sample(self, num, seed=None, labels=None, noise=None, progress=False, fast=None,
+             condition=None):
     """Draws images pixel by pixel, channel by channel.
 
     The whole loop runs inside one compiled graph (`tf.while_loop`); with
@@ -322,6 +412,8 @@ class AutoregressiveModel(ImageModel):
       fast: use the cached incremental sampler (the default where the model has one;
         cost linear in the number of pixels). False reruns the whole network for every
         subpixel (quadratic); both return the same images for the same noise.
+      condition: float `[B, D]` (or `[D]` for all) for a model built with
+        `condition_dim`.
 
     Returns:
       int32 `[B, H, W, C]` levels in `[0, K)`.
@@ -337,7 +429,7 @@ class AutoregressiveModel(ImageModel):
       fast = self.supports_fast_sampling
     elif fast and not self.supports_fast_sampling:
       raise ValueError(f"Model {self.name!r} has no cached sampler; use fast=False.")
-    labels = self._check_labels(labels, num)
+    labels = self._check_condition(labels, condition, num)
     shape = (num,) + self.image_shape
     if noise is None:
       if seed is None:

@@ -69,7 +69,8 @@ class GatedPixelCNN(base.AutoregressiveModel):
   the L * (k//2) pixels left of it on its own row: no blind spot.
 
   With `num_classes`, a learned per-class bias V^T y (one-hot y) is added inside every
-  gate of both stacks (paper, eq. 4): p(x | y).
+  gate of both stacks (paper, eq. 4): p(x | y). With `condition_dim=D` the same term
+  V^T h is added for any float vector h `[B, D]` (an embedding, attributes): p(x | h).
 
   Hyper-parameters (`HPARAMS`):
     hidden_dim: p, the width of both stacks; a multiple of C (colour groups).
@@ -148,10 +149,10 @@ class GatedPixelCNN(base.AutoregressiveModel):
                                              mask_type="B", num_colors=colors,
                                              dtype="float32")]
     self.vertical_biases = self.horizontal_biases = None
-    if self.num_classes is not None:
-      self.vertical_biases = [layers.ClassBias(self.num_classes, 2 * p)
+    if self.is_conditional:
+      self.vertical_biases = [self._condition_bias(2 * p)
                               for _ in range(num_layers)]
-      self.horizontal_biases = [layers.ClassBias(self.num_classes, 2 * p)
+      self.horizontal_biases = [self._condition_bias(2 * p)
                                 for _ in range(num_layers)]
     self._finish_init()
 

@@ -28,7 +28,8 @@ class PixelCNN(base.AutoregressiveModel):
                                                        [B, H, W, P]
 
   With `num_classes`, a learned per-class bias is added after every convolution
-  (p(x | y) with a one-hot y, van den Oord et al. 2016b, eq. 4).
+  (p(x | y) with a one-hot y, van den Oord et al. 2016b, eq. 4); with `condition_dim`,
+  V^T h of a float vector h `[B, D]` in the same places.
 
   Hyper-parameters (`HPARAMS`):
     hidden_dim: h.
@@ -79,9 +80,9 @@ class PixelCNN(base.AutoregressiveModel):
     logits = layers.MaskedConv2D(self.head.num_params, 1, num_colors=colors, dtype="float32")
     self.output_convs = [conv(hp["output_dim"], 1), logits]
     self.class_biases = None
-    if self.num_classes is not None:
+    if self.is_conditional:
       widths = [2 * h] + [w for _ in self.blocks for w in (h, h, 2 * h)] + [hp["output_dim"]]
-      self.class_biases = [layers.ClassBias(self.num_classes, w) for w in widths]
+      self.class_biases = [self._condition_bias(w) for w in widths]
     self._finish_init()
 
   def call(self, inputs, training=False):

@@ -86,12 +86,15 @@ class GatedResnet(keras.layers.Layer):
     aux: whether the block takes an auxiliary input `a`.
     dropout: dropout rate (training only).
     num_classes: classes of the per-class bias, or None.
+    condition_dim: width of a conditioning vector, or None (not with num_classes).
   """
 
-  def __init__(self, filters, direction, aux=False, dropout=0.0, num_classes=None, **kwargs):
+  def __init__(self, filters, direction, aux=False, dropout=0.0, num_classes=None,
+               condition_dim=None, **kwargs):
     super().__init__(**kwargs)
     self.filters, self.direction, self.aux = int(filters), direction, bool(aux)
     self.dropout_rate, self.num_classes = float(dropout), num_classes
+    self.condition_dim = condition_dim
     size = (2, 3) if direction == "down" else (2, 2)
     self.conv1 = layers.CausalConv2D(filters, size, direction)
     # A small initial gate input, as the paper's init_scale=0.1: each block starts
@@ -100,8 +103,8 @@ class GatedResnet(keras.layers.Layer):
         keras.initializers.VarianceScaling(0.1, "fan_avg", "uniform")))
     self.aux_conv = keras.layers.Conv2D(filters, 1) if aux else None
     self.dropout = keras.layers.Dropout(dropout) if dropout > 0 else None
-    self.class_bias = (None if num_classes is None
-                       else layers.ClassBias(num_classes, 2 * filters))
+    self.class_bias = (None if num_classes is None and condition_dim is None
+                       else layers.ConditionBias(2 * filters, num_classes, condition_dim))
 
   def call(self, x, aux=None, labels=None, training=False):
     c = self.conv1(concat_elu(x))  # [B, H_s, W_s, F]
@@ -119,7 +122,8 @@ class GatedResnet(keras.layers.Layer):
   def get_config(self):
     config = super().get_config()
     config.update(filters=self.filters, direction=self.direction, aux=self.aux,
-                  dropout=self.dropout_rate, num_classes=self.num_classes)
+                  dropout=self.dropout_rate, num_classes=self.num_classes,
+                  condition_dim=self.condition_dim)
     return config
 
 
@@ -153,7 +157,8 @@ class PixelCNNPP(base.AutoregressiveModel):
   from black pixels.
 
   With `num_classes`, every gated resnet adds a learned per-class bias to its gate
-  input (p(x | y), the paper code's `h`).
+  input (p(x | y), the paper code's `h`); with `condition_dim`, V^T h of a float
+  vector h `[B, D]` instead.
 
   Hyper-parameters (`HPARAMS`):
     num_filters: F, the width of both streams (160 in the paper).
@@ -225,7 +230,8 @@ class PixelCNNPP(base.AutoregressiveModel):
 
   def _block(self, direction, aux):
     return GatedResnet(self.hparams["num_filters"], direction, aux=aux,
-                       dropout=self.hparams["dropout"], num_classes=self.num_classes)
+                       dropout=self.hparams["dropout"], num_classes=self.num_classes,
+                       condition_dim=self.condition_dim)
 
   def call(self, inputs, training=False):
     labels = self._labels(inputs)
