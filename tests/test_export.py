@@ -160,6 +160,8 @@ def test_vae_signatures(vae_export):
      dict(hidden_dim=6, num_layers=2, kernel_size=3, skip_dim=6, output_dim=6)),
     ("row_lstm", (3, 3, 1), 2, None,
      dict(hidden_dim=6, num_layers=2, input_kernel_size=3, output_dim=12)),
+    ("diagonal_bilstm", (3, 3, 3), 3, 2,
+     dict(hidden_dim=6, num_layers=2, input_kernel_size=3, output_dim=12)),
     ("pixelcnn_pp", (4, 4, 3), 4, None,
      dict(num_filters=6, num_resnet=1, num_scales=2, num_mixtures=2)),
 ])
@@ -182,10 +184,12 @@ def test_every_family_exports_a_builtin_sampler(tmp_path, name, shape, levels, c
                              model.log_prob(keras_levels, labels).numpy(), rtol=1e-4)
 
 
-def test_a_sampler_tflite_cannot_hold_is_refused_with_the_way_out(tmp_path):
-  # The Diagonal BiLSTM's tf.scan lowers to TensorList ops, which TFLite cannot turn
-  # into builtins inside the sampling loop: the export says so and what to do, and
-  # the SavedModel (which has no such limit) still exports.
+def test_a_sampler_tflite_cannot_hold_is_refused_with_the_way_out(tmp_path, monkeypatch):
+  # The Diagonal BiLSTM's naive sampler reruns the network, whose tf.scan lowers to
+  # TensorList ops that TFLite cannot turn into builtins inside the sampling loop (its
+  # cached sampler, the default, has no scan). Forced onto the naive path, the export
+  # says so and what to do, and the SavedModel (no such limit) still exports.
+  monkeypatch.setattr(models.DiagonalBiLSTM, "supports_fast_sampling", False)
   model = checks.randomize(models.build("diagonal_bilstm", (3, 3, 1), 2, hidden_dim=6,
                                         num_layers=2, input_kernel_size=3, output_dim=12))
   with pytest.raises(export_lib.ExportError, match="--formats=saved_model"):

@@ -25,9 +25,9 @@ TINY = dict(hidden_dim=6, num_layers=2, input_kernel_size=3, output_dim=12)
 WIDE = dict(TINY, hidden_dim=12, output_dim=24)
 
 
-def _build(name, shape, levels, classes=None, seed=0, **hparams):
+def _build(name, shape, levels, classes=None, seed=0, scale=1.0, **hparams):
   model = models.build(name, shape, levels, num_classes=classes, **dict(TINY, **hparams))
-  return checks.randomize(model, seed=seed)
+  return checks.randomize(model, seed=seed, scale=scale)
 
 
 def _random_images(model, seed=0):
@@ -258,7 +258,7 @@ def test_normalization_check_fails_on_unshifted_right_to_left(monkeypatch):
 
 
 @pytest.mark.parametrize("name,fast", [("row_lstm", False), ("row_lstm", True),
-                                       ("diagonal_bilstm", False)])
+                                       ("diagonal_bilstm", False), ("diagonal_bilstm", True)])
 def test_sampler_matches_log_prob(name, fast):
   model = _build(name, (2, 2, 1), 2, seed=2)
   tv, bound = checks.sample_frequencies(model, 4000, seed=3, fast=fast)
@@ -304,14 +304,53 @@ def test_fast_sampler_check_catches_an_off_by_one_window(monkeypatch):
   assert not np.array_equal(model.sample(4, seed=0, fast=True).numpy(), naive)
 
 
-def test_diagonal_bilstm_samples_with_the_naive_sampler():
-  model = _build("diagonal_bilstm", (3, 3, 3), 4)
-  assert not model.supports_fast_sampling
-  a = model.sample(2, seed=5).numpy()
-  assert a.shape == (2, 3, 3, 3) and a.min() >= 0 and a.max() < 4
-  np.testing.assert_array_equal(a, model.sample(2, seed=5, progress=True).numpy())
-  with pytest.raises(ValueError, match="no cached sampler"):
-    model.sample(2, fast=True)
+def _sensitive_diagonal_bilstm(shape, levels, classes=None, **hparams):
+  """Half-scale weights spread the samples over the levels, and a 4x state-to-state
+  kernel makes the recurrences matter to the output: a wrong carry then shows."""
+  model = _build("diagonal_bilstm", shape, levels, classes=classes, scale=0.5, **hparams)
+  for lstm in model.lstms:
+    lstm.state_kernel.assign(lstm.state_kernel * 4.0)
+  return model
+
+
+@pytest.mark.parametrize("shape,levels,classes,hparams", [
+    ((5, 4, 1), 4, None, {}),
+    ((4, 3, 3), 4, 3, {}),
+    ((3, 5, 3), 3, None, dict(num_layers=3, input_kernel_size=5)),
+    ((4, 4, 1), 3, 2, dict(right_to_left_reads_pixels=False)),
+])
+def test_diagonal_bilstm_fast_sampler_equals_naive(shape, levels, classes, hparams):
+  model = _sensitive_diagonal_bilstm(shape, levels, classes, **hparams)
+  assert model.supports_fast_sampling
+  labels = None if classes is None else np.arange(6) % classes
+  naive = model.sample(6, seed=0, labels=labels, fast=False).numpy()
+  np.testing.assert_array_equal(model.sample(6, seed=0, labels=labels, fast=True).numpy(), naive)
+  # Row chunks start from one full pass over the rows already drawn: same result.
+  np.testing.assert_array_equal(model.sample(6, seed=0, labels=labels, progress=True).numpy(),
+                                naive)
+
+
+def _right_to_left_state_of_the_same_row(lstm, direction, above, beside):
+  # Broken: the right-to-left recurrence forgets the row above (a zero "above" tap).
+  kernel = tf.cast(lstm.state_kernel[direction], above.dtype)
+  above = above * 0.0 if direction == 1 else above
+  return tf.matmul(tf.concat([above, beside], axis=-1), kernel)
+
+
+def _left_to_right_without_the_left_neighbour(lstm, direction, above, beside):
+  kernel = tf.cast(lstm.state_kernel[direction], above.dtype)
+  beside = beside * 0.0 if direction == 0 else beside
+  return tf.matmul(tf.concat([above, beside], axis=-1), kernel)
+
+
+@pytest.mark.parametrize("broken", [_right_to_left_state_of_the_same_row,
+                                    _left_to_right_without_the_left_neighbour])
+def test_diagonal_fast_sampler_check_catches_a_broken_carry(monkeypatch, broken):
+  model = _sensitive_diagonal_bilstm((5, 5, 1), 4)
+  naive = model.sample(8, seed=0, fast=False).numpy()
+  monkeypatch.setattr(pixelrnn.DiagonalBiLSTMLayer, "recurrent_gates", broken)
+  model._fill_fns.clear()
+  assert not np.array_equal(model.sample(8, seed=0, fast=True).numpy(), naive)
 
 
 # ---- training, serialization, distribution --------------------------------------------

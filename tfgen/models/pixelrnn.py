@@ -283,6 +283,13 @@ class DiagonalBiLSTMLayer(keras.layers.Layer):
     Returns:
       `[B, H, W, h]`.
     """
+    return self.combine(*self.directional_states(left_gates, right_gates))
+
+  def directional_states(self, left_gates, right_gates):
+    """The states of each direction, unflipped and not yet combined: two `[B, H, W, h]`.
+
+    Args: see `recurrence`.
+    """
     _, height, width, _ = left_gates.shape
     batch = tf.shape(left_gates)[0]
     # The 1x1 input-to-state convolution commutes with flipping: flip its output.
@@ -301,7 +308,22 @@ class DiagonalBiLSTMLayer(keras.layers.Layer):
     states, _ = _scan(step, columns, (zeros, zeros))  # [N, 2B, H, h]
     states = unskew(tf.transpose(states, [1, 2, 0, 3]), width)  # [2B, H, W, h]
     left, right = tf.split(states, 2, axis=0)  # each [B, H, W, h]
-    return self.combine(left, tf.reverse(right, axis=[2]))
+    return left, tf.reverse(right, axis=[2])
+
+  def recurrent_gates(self, direction, above, beside):
+    """K_ss of one direction at single positions: the 2x1 kernel as one matrix product.
+
+    Args:
+      direction: 0 (left to right) or 1 (right to left).
+      above: `[..., h]`, the state of the pixel above.
+      beside: `[..., h]`, the state of the previous pixel of the row in this
+        direction's order (left of it, or right of it for direction 1).
+
+    Returns:
+      `[..., G]`.
+    """
+    kernel = tf.cast(self.state_kernel[direction], above.dtype)  # [2h, G]
+    return tf.matmul(tf.concat([above, beside], axis=-1), kernel)
 
   def combine(self, left, right):
     """Left-to-right states plus right-to-left states shifted down one row."""
@@ -331,6 +353,7 @@ class _PixelRNN(base.AutoregressiveModel):
   to the gates of every LSTM (each direction), after every 1x1 convolution of the
   residual stream and to the hidden output layer (as PixelCNN does). In the Diagonal
   BiLSTM the first layer's right-to-left gates also read the pixels (see there).
+  With `condition_dim`, V^T h of a float vector h `[B, D]` goes in the same places.
 
   Subclasses set `MODEL_NAME`, `HPARAMS`, `_ODD_KERNELS` (the hyper-parameters that
   are kernel sizes) and `_GATE_MAPS` (gate maps per layer, for the class biases), and
@@ -368,10 +391,10 @@ class _PixelRNN(base.AutoregressiveModel):
     # pixel distribution and its log-likelihood keep full precision.
     self.output_convs = [conv(hp["output_dim"], 1), conv(self.head.num_params, 1, dtype="float32")]
     self.class_biases = None
-    if self.num_classes is not None:
+    if self.is_conditional:
       gates = [4 * h] * self._GATE_MAPS
       widths = [2 * h] + [w for _ in self.lstms for w in gates + [2 * h]] + [hp["output_dim"]]
-      self.class_biases = [layers.ClassBias(self.num_classes, w) for w in widths]
+      self.class_biases = [self._condition_bias(w) for w in widths]
     self._finish_init()
 
   @property
@@ -399,6 +422,22 @@ class _PixelRNN(base.AutoregressiveModel):
       return lambda features: features
     biases = iter(self.class_biases)
     return lambda features: next(biases)(features, labels)
+
+  def _bias_at(self, labels):
+    """`bias(k, features)`: adds the bias of the k-th conditioned map in `call`'s order
+    (identity for p(x)), for cached samplers that visit the maps out of that order."""
+    if labels is None:
+      return lambda k, features: features
+    return lambda k, features: self.class_biases[k](features, labels)
+
+  def _input_window(self, x, row_start):
+    """The mask-A input layer's cache for row `row_start`: `[B, ph, W + 2pw, C]`.
+
+    The ph rows above it of the scaled image, zero padded (rows above the image too).
+    """
+    ph, pw = self.input_conv.cache_padding
+    return tf.slice(tf.pad(x, [[0, 0], [ph, 0], [pw, pw], [0, 0]]),
+                    tf.stack([0, row_start, 0, 0]), [-1, ph, -1, -1])
 
 
 @keras.saving.register_keras_serializable(package="tfgen")
@@ -506,8 +545,7 @@ class RowLSTM(_PixelRNN):
       stream = stream + condition(up(states))  # [B, H, W, 2h]
 
     ph, pw = self.input_conv.cache_padding
-    above = tf.slice(tf.pad(x, [[0, 0], [ph, 0], [pw, pw], [0, 0]]),
-                     tf.stack([0, row_start, 0, 0]), [-1, ph, -1, -1])  # [B, ph, W+2pw, C]
+    above = self._input_window(x, row_start)  # [B, ph, W + 2pw, C]
     s = self.hparams["kernel_size"] // 2
     batch = tf.shape(images)[0]
     empty = lambda features, pad: tf.zeros(tf.stack([batch, width + 2 * pad, features]))
@@ -612,6 +650,142 @@ class DiagonalBiLSTM(_PixelRNN):
   def _lstm(self, lstm, stream, condition, pixels):
     left, right = lstm.input_gates(stream, pixels)  # each [B, H, W, G]
     return lstm.recurrence(condition(left), condition(right))
+
+  # ---- cached sampling --------------------------------------------------------------
+
+  supports_fast_sampling = True
+
+  def incremental_fill(self, images, noise, labels, row_start, row_stop):
+    """Samples rows `row_start .. row_stop-1`, carrying both directions' states.
+
+    Unskewed, the two recurrences of a layer are (l: left to right, r: right to left,
+    G_l, G_r the input-to-state gates, K_l, K_r the 2x1 state-to-state kernels):
+
+      l_h(i, j), l_c(i, j) = lstm_update(G_l(i, j) + K_l [l_h(i-1, j), l_h(i, j-1)], l_c(i, j-1))
+      r_h(i, j), r_c(i, j) = lstm_update(G_r(i, j) + K_r [r_h(i-1, j), r_h(i, j+1)], r_c(i, j+1))
+      out(i, j) = l_h(i, j) + r_h(i - 1, j)
+
+    So the left-to-right direction is carried pixel by pixel: a subpixel step (i, j, c)
+    evaluates every layer at (i, j) only, from the states of the pixel to the left and
+    of the row above. The right-to-left direction is needed one row lower only: when
+    row i is finished, its input (each layer's stream on row i, and the pixels) is
+    final, and one W-step recurrence from right to left per layer gives r_h on row i
+    for the next row. Cost: O(H W L) LSTM updates, against O((H W C)^2 L) for the
+    naive sampler; same arithmetic, so the same images.
+
+    A chunk starting after row 0 takes the states of row `row_start - 1` from one full
+    pass over `images`; from row 0 they are zero and the pass (whose `tf.scan` TFLite
+    cannot lower) is left out of the graph.
+
+    Args:
+      images: int32 `[B, H, W, C]`, rows before `row_start` sampled.
+      noise: float32 `[B, H, W, C]` uniform noise.
+      labels: int32 `[B]`, float32 `[B, D]` or None: what the model conditions on.
+      row_start, row_stop: int32 scalars.
+
+    Returns:
+      int32 `[B, H, W, C]`.
+    """
+    _, width, channels = self.image_shape
+    h = self.hparams["hidden_dim"]
+    num_layers = len(self.lstms)
+    f32 = lambda t: tf.cast(t, tf.float32)  # The cached path computes in float32.
+    bias = self._bias_at(labels)  # Map k: 0 input, 1 + 3n / 2 + 3n / 3 + 3n layer n's
+    output_bias = 1 + 3 * num_layers  # left gates / right gates / up conv, then output.
+    batch = tf.shape(images)[0]
+    x = self._scaled_images(images)  # [B, H, W, C]
+
+    # previous[n]: layer n's (l_h, r_h) on row row_start - 1, each [B, W, h].
+    if tf.get_static_value(row_start) == 0:
+      zeros = tf.zeros(tf.stack([batch, width, h]))
+      previous = [(zeros, zeros)] * num_layers
+    else:
+      condition = self._condition_fn(labels)
+      stream = condition(self.input_conv(x))  # [B, H, W, 2h]
+      previous = []
+      for lstm, up in zip(self.lstms, self.up_convs):
+        left, right = lstm.input_gates(stream, x)  # each [B, H, W, G]
+        left, right = lstm.directional_states(condition(left), condition(right))
+        previous.append(tuple(
+            tf.gather(tf.pad(f32(t), [[0, 0], [1, 0], [0, 0], [0, 0]]), row_start, axis=1)
+            for t in (left, right)))  # row -1 is the zero initial state
+        stream = stream + condition(up(lstm.combine(left, right)))  # [B, H, W, 2h]
+
+    ph, pw = self.input_conv.cache_padding
+    above = self._input_window(x, row_start)  # [B, ph, W + 2pw, C]
+    empty = lambda columns, features: tf.zeros(tf.stack([batch, columns, features]))
+    # Per row: the input layer's row, each layer's stream on the row [B, W, 2h], and its
+    # l_h and l_c [B, W + 1, h] with pixel j in column j + 1 (column 0: the zero state
+    # left of the image).
+    empty_rows = ([empty(width + 2 * pw, channels)] + [empty(width, 2 * h)] * num_layers +
+                  [empty(width + 1, h)] * (2 * num_layers))
+
+    def right_to_left(lstm, n, stream_row, pixel_row, above_states):
+      """r_h on a finished row: `[B, W, 2h]`, `[B, W, C]`, `[B, W, h]` -> `[B, W, h]`."""
+      flat = tf.reshape(stream_row, [-1, 2 * h])  # [B * W, 2h]
+      gates = tf.reshape(tf.concat([conv.pointwise(flat) for conv in lstm.right_to_left], -1),
+                         [batch, width, 4 * h])  # [B, W, G]
+      if lstm.pixels_to_right_to_left is not None:
+        gates += f32(lstm.pixels_to_right_to_left(pixel_row[:, None]))[:, 0]
+      gates = f32(bias(2 + 3 * n, gates))  # [B, W, G]
+
+      def body(j, beside, cell, states):
+        state, cell = lstm_update(
+            gates[:, j] + lstm.recurrent_gates(1, above_states[:, j], beside), cell)
+        return j - 1, state, cell, _set_column(states, j, state)
+
+      zero = tf.zeros(tf.stack([batch, h]))
+      _, _, _, states = tf.while_loop(lambda j, *_: j >= 0, body,
+                                      (tf.constant(width - 1), zero, zero, empty(width, h)))
+      return states
+
+    def row_body(i, images, above, previous):
+      vertical = self.input_conv.vertical(above)  # [B, W, 2h] or None
+
+      def subpixel_body(t, images, rows):
+        j, c = t // channels, t % channels
+        rows = list(rows)
+        feature = self.input_conv.horizontal(rows[0], j)  # [B, 2h]
+        if vertical is not None:
+          feature += vertical[:, j]
+        stream = f32(bias(0, feature))  # [B, 2h]
+        for n, (lstm, up) in enumerate(zip(self.lstms, self.up_convs)):
+          states, cells = rows[1 + num_layers + n], rows[1 + 2 * num_layers + n]
+          rows[1 + n] = _set_column(rows[1 + n], j, stream)
+          gates = tf.concat([conv.pointwise(stream) for conv in lstm.left_to_right], -1)
+          gates = f32(bias(1 + 3 * n, gates)) + lstm.recurrent_gates(
+              0, previous[n][0][:, j], states[:, j])  # [B, G]
+          state, cell = lstm_update(gates, cells[:, j])  # each [B, h]
+          rows[1 + num_layers + n] = _set_column(states, j + 1, state)
+          rows[1 + 2 * num_layers + n] = _set_column(cells, j + 1, cell)
+          out = state + previous[n][1][:, j]  # `combine` at one position
+          stream = stream + f32(bias(3 + 3 * n, up.pointwise(out)))  # [B, 2h]
+        params = self._output(stream, lambda layer, features: layer.pointwise(features),
+                              lambda features: f32(bias(output_bias, features)))  # [B, P]
+        levels = self.head.quantile(params, c, noise[:, i, j, c], images[:, i, j])  # [B]
+        images = sampling.set_subpixel(images, (i * width + j) * channels + c, levels)
+        # As in the Row LSTM: only the input layer's cache holds the pixel itself; the
+        # rest is final after a pixel's last step (masks A, then B).
+        rows[0] = _set_column(rows[0], j + pw, self._scaled_images(images[:, i, j]))
+        return t + 1, images, rows
+
+      _, images, rows = tf.while_loop(lambda t, *_: t < width * channels, subpixel_body,
+                                      (tf.constant(0), images, empty_rows))
+      if ph:  # Roll the window: drop the oldest row, append the finished one.
+        above = tf.concat([above[:, 1:], rows[0][:, None]], axis=1)
+      pixel_row = rows[0][:, pw:pw + width]  # [B, W, C]
+      finished = []
+      for n, lstm in enumerate(self.lstms):
+        left = rows[1 + num_layers + n][:, 1:]  # [B, W, h]
+        right = right_to_left(lstm, n, rows[1 + n], pixel_row, previous[n][1])  # [B, W, h]
+        for new, old in ((left, previous[n][0]), (right, previous[n][1])):
+          new.set_shape(old.shape)  # The loop's shape invariant: batch as on entry.
+        finished.append((left, right))
+      return i + 1, images, above, finished
+
+    _, images, _, _ = tf.while_loop(lambda i, *_: i < row_stop, row_body,
+                                    (row_start, images, above, previous))
+    return images
 
 
 def _set_column(row, column, value):
