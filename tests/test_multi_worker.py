@@ -95,7 +95,7 @@ def test_two_workers_train_like_one_process(tmp_path):
 
 def test_killed_worker_resumes_from_last_checkpoint(tmp_path):
   workdir = tmp_path / "run"
-  overrides = dict(train_steps=400, checkpoint_every=4)
+  overrides = dict(train_steps=120, checkpoint_every=4)
   procs = _start_workers(workdir, tmp_path, "first", **overrides)
   try:
     deadline = time.time() + 240
@@ -111,10 +111,11 @@ def test_killed_worker_resumes_from_last_checkpoint(tmp_path):
   w0, w1 = _finish(_start_workers(workdir, tmp_path, "second", **overrides))
   _assert_same(w0, w1, rtol=0, atol=0)
   metrics = json.loads((workdir / "metrics.json").read_text())
-  assert 0 < metrics["resumed_from_step"] < 400  # It resumed rather than started over.
+  assert 0 < metrics["resumed_from_step"] < 120  # It resumed rather than started over.
   # Exactness is against an uninterrupted job of the same two workers: the same
-  # all-reduce order. Against one process, 400 Adam steps grow float summation-order
-  # differences to ~1e-3 on some CPUs (measured here), so that comparison is loose.
+  # all-reduce order. Against one process, hundreds of Adam steps grow float
+  # summation-order differences to ~1e-3 on some CPUs (measured here at 400), so that
+  # comparison is loose.
   straight = _finish(_start_workers(tmp_path / "straight", tmp_path, "straight", **overrides))
   _assert_same(w0, straight[0], rtol=1e-5, atol=1e-6)
   _assert_same(w0, _single_process_weights(tmp_path, **overrides), rtol=2e-2, atol=2e-3)

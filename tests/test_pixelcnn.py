@@ -121,8 +121,8 @@ def test_conditional_sampling_uses_label():
   model = models.build("pixelcnn", (4, 4, 1), 4, num_classes=3, **TINY)
   # Make the class bias decisive: class k pushes every logit towards level k.
   for layer in model.class_biases:
-    layer.embedding.embeddings.assign(np.zeros(layer.embedding.embeddings.shape))
-  last = model.class_biases[-1].embedding.embeddings
+    layer.projection.embeddings.assign(np.zeros(layer.projection.embeddings.shape))
+  last = model.class_biases[-1].projection.embeddings
   last.assign(np.random.default_rng(0).normal(0, 3, last.shape))
   noise = np.random.default_rng(1).uniform(size=(6, 4, 4, 1)).astype(np.float32)
   a = model.sample(6, labels=np.zeros(6, np.int32), noise=noise).numpy()

@@ -127,7 +127,7 @@ def test_bad_configuration_messages(tmp_path):
 def test_train_main_end_to_end_and_resume_after_sigkill(tmp_path):
   model_dir = str(tmp_path / "run")
   args = ["--dataset=digits", f"--hparams={TINY_FLAG}", "--batch_size=32",
-          "--train_steps=150", "--checkpoint_every=5", "--num_samples=4", "--verbose=0",
+          "--train_steps=60", "--checkpoint_every=5", "--num_samples=4", "--verbose=0",
           f"--model_dir={model_dir}", "--seed=5"]
   proc = _run_main(args)
   checkpoints = os.path.join(model_dir, "checkpoints")
@@ -144,12 +144,12 @@ def test_train_main_end_to_end_and_resume_after_sigkill(tmp_path):
   out, err = _run_main(args).communicate(timeout=300)
   assert "Resuming from" in err, err[-2000:]
   metrics = json.load(open(os.path.join(model_dir, "metrics.json")))
-  assert metrics["train_steps"] == 150 and 0 < metrics["resumed_from_step"] < 150
+  assert metrics["train_steps"] == 60 and 0 < metrics["resumed_from_step"] < 60
   assert "samples.png" in out and os.path.getsize(os.path.join(model_dir, "samples.png")) > 0
 
   # The killed-and-resumed run ends with the weights of an uninterrupted one.
   straight = str(tmp_path / "straight")
-  train_lib.train_and_evaluate(_config(batch_size=32, train_steps=150, checkpoint_every=5,
+  train_lib.train_and_evaluate(_config(batch_size=32, train_steps=60, checkpoint_every=5,
                                        num_samples=4, seed=5), straight)
   for a, b in zip(_weights(straight), _weights(model_dir)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
