@@ -153,7 +153,8 @@ def _signatures(model, checks=True, batch=None):
                    tf.debugging.assert_less(value, 1.0, message="noise must lie in [0, 1)")]
       deps += _checked_labels(model, labels, noise["noise"])
     with tf.control_dependencies(deps):
-      levels = model.sample_from_noise(noise, labels)
+      # Without checks this is a TFLite sampler: builtin operators only.
+      levels = model.sample_from_noise(noise, labels, builtin_only=not checks)
     return {"images": _to_uint8(model, levels), "levels": levels}
 
   def log_prob(images, labels=None):

@@ -297,11 +297,12 @@ def _mixed_model(shape, levels):
   return model
 
 
-@pytest.mark.parametrize("shape,levels", [((2, 2, 1), 2), ((1, 1, 3), 3)])
-def test_sampler_matches_log_prob(shape, levels):
+@pytest.mark.parametrize("shape,levels,fast", [((2, 2, 1), 2, True), ((1, 1, 3), 3, True),
+                                              ((1, 1, 3), 3, False)])
+def test_sampler_matches_log_prob(shape, levels, fast):
   model = _mixed_model(shape, levels)
-  assert not model.supports_fast_sampling
-  tv, bound = checks.sample_frequencies(model, 4000, seed=3)
+  assert model.supports_fast_sampling  # The default; fast=False is the naive loop.
+  tv, bound = checks.sample_frequencies(model, 4000, seed=3, fast=fast)
   assert tv < bound, (tv, bound)
 
 
@@ -317,10 +318,51 @@ def test_sample_shapes_seeds_and_labels():
   a = model.sample(2, seed=7, labels=[0, 1]).numpy()
   assert a.shape == (2, 3, 4, 3) and a.dtype == np.int32 and 0 <= a.min() and a.max() < 5
   np.testing.assert_array_equal(a, model.sample(2, seed=7, labels=[0, 1]).numpy())
-  with pytest.raises(ValueError, match="no cached sampler"):
-    model.sample(2, labels=[0, 1], fast=True)
   with pytest.raises(ValueError, match="class-conditional"):
     model.sample(2)
+
+
+# ---- cached sampling: the static schedule of `tfgen.incremental` ----------------------
+
+
+@pytest.mark.parametrize("shape,levels,classes,hparams", [
+    ((4, 4, 3), 4, None, dict(TINY, num_scales=2, num_mixtures=2)),
+    ((5, 3, 1), 3, 2, dict(TINY, num_resnet=2)),  # odd sizes: ceil at both coarse scales
+])
+def test_fast_sampler_equals_naive(shape, levels, classes, hparams):
+  model = checks.randomize(models.build("pixelcnn_pp", shape, levels, num_classes=classes,
+                                        **hparams), scale=0.5)
+  labels = None if classes is None else np.arange(4) % classes
+  naive = model.sample(4, seed=0, labels=labels, fast=False).numpy()
+  assert len(np.unique(naive)) == levels  # Spread over the levels: a wrong sampler shows.
+  np.testing.assert_array_equal(model.sample(4, seed=0, labels=labels).numpy(), naive)
+  # Row chunks first recompute what the rows already drawn imply: same result.
+  np.testing.assert_array_equal(
+      model.sample(4, seed=0, labels=labels, progress=True).numpy(), naive)
+
+
+def _shift_taps_two_columns(shape, rows=0, cols=0):  # Causal, but not the model.
+  return _original_shift_taps(shape, rows, 2 * cols)
+
+
+def _shift_taps_no_rows(shape, rows=0, cols=0):  # The u stream reads its own row.
+  return _original_shift_taps(shape, 0, cols)
+
+
+_original_shift_taps = pixelcnn_pp.incremental.shift_taps
+
+
+def test_fast_sampler_check_catches_a_wrong_plan(monkeypatch):
+  model = checks.randomize(models.build("pixelcnn_pp", (4, 4, 1), 4,
+                                        **dict(TINY, num_scales=2)), scale=0.5)
+  naive = model.sample(4, seed=0, fast=False).numpy()
+  monkeypatch.setattr(pixelcnn_pp.incremental, "shift_taps", _shift_taps_two_columns)
+  assert not np.array_equal(model.sample(4, seed=0).numpy(), naive)
+  # A plan whose output needs pixels not drawn yet is refused when it is built.
+  monkeypatch.setattr(pixelcnn_pp.incremental, "shift_taps", _shift_taps_no_rows)
+  model._fill_fns.clear()
+  with pytest.raises(ValueError, match="Not causal"):
+    model.sample(4, seed=0)
 
 
 # ---- the model: size, training, serialization, errors --------------------------------

@@ -395,10 +395,14 @@ class ConditionBias(keras.layers.Layer):
       self.projection = keras.layers.Dense(self.filters, use_bias=False,
                                            kernel_initializer="zeros")
 
-  def call(self, features, condition):
+  def bias(self, condition):
+    """V^T y: `[B]` labels or `[B, D]` vectors -> `[B, F]`, in the compute dtype."""
     if self.num_classes is None:
       condition = tf.cast(condition, self.compute_dtype)
-    bias = tf.cast(self.projection(condition), features.dtype)  # [B, F]
+    return self.projection(condition)
+
+  def call(self, features, condition):
+    bias = tf.cast(self.bias(condition), features.dtype)  # [B, F]
     # Broadcast over the spatial axes of [B, ..., F]: maps and single positions alike.
     shape = [-1] + [1] * (features.shape.rank - 2) + [self.filters]
     return features + tf.reshape(bias, shape)

@@ -467,14 +467,19 @@ class AutoregressiveModel(ImageModel):
     """The randomness an exported sampler takes: uniform noise of the image's shape."""
     return {"noise": tf.TensorSpec((batch,) + self.image_shape, tf.float32)}
 
-  def sample_from_noise(self, noise, labels):
-    """`sample` as a graph of TFLite builtin ops: noise dict -> int32 levels.
+  # Whether the cached sampler lowers to TFLite builtin operators (no TensorList ops).
+  fast_sampler_is_builtin = True
 
-    The cached sampler where the model has one, so the on-device loop costs what
-    `model.sample` costs.
+  def sample_from_noise(self, noise, labels, builtin_only=False):
+    """`sample` as a graph: noise dict -> int32 levels.
+
+    The cached sampler where the model has one, so an exported loop costs what
+    `model.sample` costs; with `builtin_only` (a TFLite sampler) the naive one where
+    the cached sampler needs operators TFLite lacks. Both give the same images.
     """
     uniform = noise["noise"]  # [B, H, W, C]
-    fill = self.incremental_fill if self.supports_fast_sampling else self._naive_fill
+    fast = self.supports_fast_sampling and (self.fast_sampler_is_builtin or not builtin_only)
+    fill = self.incremental_fill if fast else self._naive_fill
     return fill(tf.zeros_like(uniform, tf.int32), uniform, labels, tf.constant(0),
                 tf.constant(self.image_shape[0]))
 

@@ -439,6 +439,44 @@ class _PixelRNN(base.AutoregressiveModel):
     return tf.slice(tf.pad(x, [[0, 0], [ph, 0], [pw, pw], [0, 0]]),
                     tf.stack([0, row_start, 0, 0]), [-1, ph, -1, -1])
 
+  def _draw(self, stream, condition, noise, images, input_row, i, j, c):
+    """The end of a cached subpixel step: output layers at (i, j), draw channel c.
+
+    Args:
+      stream: `[B, 2h]`, the residual stream at (i, j) after the last LSTM layer.
+      condition: adds the output layer's conditioning (`_output`'s argument).
+      noise, images: as in `incremental_fill`.
+      input_row: `[B, W + 2pw, C]`, the mask-A input layer's cache of row i.
+      i, j, c: int32 scalars.
+
+    Returns:
+      `(images, input_row)` with subpixel (i, j, c) drawn and cached.
+    """
+    _, width, channels = self.image_shape
+    params = self._output(stream, lambda layer, features: layer.pointwise(features),
+                          condition)  # [B, P]
+    levels = self.head.quantile(params, c, noise[:, i, j, c], images[:, i, j])  # [B]
+    images = sampling.set_subpixel(images, (i * width + j) * channels + c, levels)
+    # The input layer caches the pixel itself, which has just changed. The other caches
+    # are final after a pixel's last step: by the masks (A, then B), no feature at
+    # (i, j) depends on the last channel of (i, j).
+    _, pw = self.input_conv.cache_padding
+    return images, _set_column(input_row, j + pw, self._scaled_images(images[:, i, j]))
+
+  def _sample_row(self, subpixel_body, images, above, empty_rows):
+    """Runs `subpixel_body` over the W * C subpixels of a row, then rolls the input
+    layer's window of rows (`above`) onto the finished row (`rows[0]`).
+
+    Returns:
+      `(images, above, rows)`: the loop's final caches of the row.
+    """
+    _, width, channels = self.image_shape
+    _, images, rows = tf.while_loop(lambda t, *_: t < width * channels, subpixel_body,
+                                    (tf.constant(0), images, empty_rows))
+    if self.input_conv.cache_padding[0]:  # Drop the oldest row, append the finished one.
+      above = tf.concat([above[:, 1:], rows[0][:, None]], axis=1)
+    return images, above, rows
+
 
 @keras.saving.register_keras_serializable(package="tfgen")
 class RowLSTM(_PixelRNN):
@@ -544,7 +582,7 @@ class RowLSTM(_PixelRNN):
           for t in (states, cells)))  # row -1 is the zero initial state
       stream = stream + condition(up(states))  # [B, H, W, 2h]
 
-    ph, pw = self.input_conv.cache_padding
+    _, pw = self.input_conv.cache_padding
     above = self._input_window(x, row_start)  # [B, ph, W + 2pw, C]
     s = self.hparams["kernel_size"] // 2
     batch = tf.shape(images)[0]
@@ -576,20 +614,11 @@ class RowLSTM(_PixelRNN):
           rows[1 + num_layers + n] = _set_column(rows[1 + num_layers + n], j, state)
           rows[1 + 2 * num_layers + n] = _set_column(rows[1 + 2 * num_layers + n], j, cell)
           stream = stream + f32(condition(up.pointwise(state)))  # [B, 2h]
-        params = self._output(stream, lambda layer, features: layer.pointwise(features),
-                              lambda features: f32(condition(features)))  # [B, P]
-        levels = self.head.quantile(params, c, noise[:, i, j, c], images[:, i, j])  # [B]
-        images = sampling.set_subpixel(images, (i * width + j) * channels + c, levels)
-        # The input layer caches the pixel itself, which has just changed. The other
-        # caches are final after a pixel's last step: by the masks (A, then B), no
-        # feature at (i, j) depends on the last channel of (i, j).
-        rows[0] = _set_column(rows[0], j + pw, self._scaled_images(images[:, i, j]))
+        images, rows[0] = self._draw(stream, lambda features: f32(condition(features)),
+                                     noise, images, rows[0], i, j, c)
         return t + 1, images, rows
 
-      _, images, rows = tf.while_loop(lambda t, *_: t < width * channels, subpixel_body,
-                                      (tf.constant(0), images, empty_rows))
-      if ph:  # Roll the window: drop the oldest row, append the finished one.
-        above = tf.concat([above[:, 1:], rows[0][:, None]], axis=1)
+      images, above, rows = self._sample_row(subpixel_body, images, above, empty_rows)
       previous = list(zip(rows[1 + num_layers:1 + 2 * num_layers], rows[1 + 2 * num_layers:]))
       return i + 1, images, above, previous
 
@@ -711,7 +740,7 @@ class DiagonalBiLSTM(_PixelRNN):
             for t in (left, right)))  # row -1 is the zero initial state
         stream = stream + condition(up(lstm.combine(left, right)))  # [B, H, W, 2h]
 
-    ph, pw = self.input_conv.cache_padding
+    _, pw = self.input_conv.cache_padding
     above = self._input_window(x, row_start)  # [B, ph, W + 2pw, C]
     empty = lambda columns, features: tf.zeros(tf.stack([batch, columns, features]))
     # Per row: the input layer's row, each layer's stream on the row [B, W, 2h], and its
@@ -760,19 +789,11 @@ class DiagonalBiLSTM(_PixelRNN):
           rows[1 + 2 * num_layers + n] = _set_column(cells, j + 1, cell)
           out = state + previous[n][1][:, j]  # `combine` at one position
           stream = stream + f32(bias(3 + 3 * n, up.pointwise(out)))  # [B, 2h]
-        params = self._output(stream, lambda layer, features: layer.pointwise(features),
-                              lambda features: f32(bias(output_bias, features)))  # [B, P]
-        levels = self.head.quantile(params, c, noise[:, i, j, c], images[:, i, j])  # [B]
-        images = sampling.set_subpixel(images, (i * width + j) * channels + c, levels)
-        # As in the Row LSTM: only the input layer's cache holds the pixel itself; the
-        # rest is final after a pixel's last step (masks A, then B).
-        rows[0] = _set_column(rows[0], j + pw, self._scaled_images(images[:, i, j]))
+        images, rows[0] = self._draw(stream, lambda features: f32(bias(output_bias, features)),
+                                     noise, images, rows[0], i, j, c)
         return t + 1, images, rows
 
-      _, images, rows = tf.while_loop(lambda t, *_: t < width * channels, subpixel_body,
-                                      (tf.constant(0), images, empty_rows))
-      if ph:  # Roll the window: drop the oldest row, append the finished one.
-        above = tf.concat([above[:, 1:], rows[0][:, None]], axis=1)
+      images, above, rows = self._sample_row(subpixel_body, images, above, empty_rows)
       pixel_row = rows[0][:, pw:pw + width]  # [B, W, C]
       finished = []
       for n, lstm in enumerate(self.lstms):

@@ -445,8 +445,9 @@ class VAE(LatentModel):
     return {"z": tf.TensorSpec((batch, self.latent_dim), tf.float32),
             "noise": tf.TensorSpec((batch,) + self.image_shape, tf.float32)}
 
-  def sample_from_noise(self, noise, labels):
+  def sample_from_noise(self, noise, labels, builtin_only=False):
     """Prior draw `z` and inverse-CDF pixel draw in one graph of TFLite builtin ops."""
+    del builtin_only  # Always builtin.
     return self.head.image_quantile(self._decoder_params(noise["z"], labels), noise["noise"])
 
   def log_prob_graph(self, images, labels):
