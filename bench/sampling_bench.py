@@ -36,14 +36,16 @@ _NAIVE_MAX_SIDE = flags.DEFINE_integer(
     "naive_max_side", 32, "Skip the naive sampler above this side (it is quadratic).")
 
 
-def _median_seconds(fn, repeats):
-  fn()  # Warm-up: traces the graph.
+def _median_seconds(fn, repeats, with_result=False):
+  """Median seconds of `fn()` over `repeats` runs after a warm-up (tracing) run."""
+  fn()
   times = []
   for _ in range(repeats):
     start = time.perf_counter()
-    fn()
+    result = fn()
     times.append(time.perf_counter() - start)
-  return sorted(times)[len(times) // 2]
+  median = sorted(times)[len(times) // 2]
+  return (median, result) if with_result else median
 
 
 def _speedup(name, batch, repeats):
@@ -52,10 +54,12 @@ def _speedup(name, batch, repeats):
   model = models.build(name, (28, 28, 1), 2)
   images = np.random.default_rng(0).integers(0, 2, (batch, 28, 28, 1))
   log_prob = _median_seconds(lambda: model.log_prob(images), max(repeats, 10))
-  fast = _median_seconds(lambda: model.sample(batch, seed=0, fast=True), repeats)
-  naive = _median_seconds(lambda: model.sample(batch, seed=0, fast=False), 1)
-  same = bool(np.array_equal(model.sample(batch, seed=1, fast=True),
-                             model.sample(batch, seed=1, fast=False)))
+  fast, fast_images = _median_seconds(lambda: model.sample(batch, seed=0, fast=True),
+                                      repeats, with_result=True)
+  # One timed naive run: it is the slow one (the warm-up is a whole run too).
+  naive, naive_images = _median_seconds(lambda: model.sample(batch, seed=0, fast=False), 1,
+                                        with_result=True)
+  same = bool(np.array_equal(fast_images, naive_images))
   return {"image_shape": [28, 28, 1], "batch": batch, "num_params": model.count_params(),
           "hparams": dict(model.hparams), "fast_seconds": round(fast, 3),
           "naive_seconds": round(naive, 3), "speedup": round(naive / fast, 1),
