@@ -393,14 +393,32 @@ class AutoregressiveModel(ImageModel):
   # Models with a cached incremental sampler set this and define `incremental_fill`.
   supports_fast_sampling = False
 
+  def incremental_fill(self, images, noise, labels, row_start, row_stop):
+    """The cached sampler: draws rows `row_start .. row_stop-1` of `images`.
+
+    Exactly the images `_naive_fill` draws from the same noise, at a cost linear in
+    the number of pixels. A chunk may start at any row: the caches are rebuilt from
+    the rows already drawn.
+
+    Args:
+      images: int32 `[B, H, W, C]`, rows before `row_start` sampled.
+      noise: float32 `[B, H, W, C]` uniform noise.
+      labels: int32 `[B]`, float32 `[B, D]` or None: what the model conditions on.
+      row_start, row_stop: int32 scalars.
+
+    Returns:
+      int32 `[B, H, W, C]`.
+    """
+    raise NotImplementedError(f"Model {self.name!r} has no cached sampler.")
+
   def sample(self, num, seed=None, labels=None, noise=None, progress=False, fast=None,
              condition=None):
     """Draws images pixel by pixel, channel by channel.
 
     The whole loop runs inside one compiled graph (`tf.while_loop`); with
     `progress=True` the same graph is run one image row at a time to report progress,
-    with identical results (the fast sampler then rebuilds its caches with one full
-    network pass per row: H extra passes).
+    with identical results (the fast sampler then rebuilds its caches from the rows
+    already drawn at every row: about one extra network pass per row).
 
     Args:
       num: number of images `B`.

@@ -127,14 +127,7 @@ class PixelCNN(base.AutoregressiveModel):
     The caches start from one full pass over `images`: by causality the activations
     on rows before `row_start` are final, so any row can start a chunk.
 
-    Args:
-      images: int32 `[B, H, W, C]`, rows before `row_start` sampled.
-      noise: float32 `[B, H, W, C]` uniform noise.
-      labels: int32 `[B]` or None.
-      row_start, row_stop: int32 scalars.
-
-    Returns:
-      int32 `[B, H, W, C]`.
+    Args and returns: see `base.AutoregressiveModel.incremental_fill`.
 
     References:
       [1] Prajit Ramachandran, Tom Le Paine, Pooya Khorrami, Mohammad Babaeizadeh,

@@ -286,14 +286,7 @@ class PixelCNNPP(base.AutoregressiveModel):
     A chunk starting after row 0 first recomputes the activations the rows already
     drawn imply (no drawing there).
 
-    Args:
-      images: int32 `[B, H, W, C]`, rows before `row_start` sampled.
-      noise: float32 `[B, H, W, C]` uniform noise.
-      labels: int32 `[B]`, float32 `[B, D]` or None: what the model conditions on.
-      row_start, row_stop: int32 scalars.
-
-    Returns:
-      int32 `[B, H, W, C]`.
+    Args and returns: see `base.AutoregressiveModel.incremental_fill`.
     """
     height, width, channels = self.image_shape
     plan, output = self._plan(labels)

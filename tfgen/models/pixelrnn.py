@@ -556,14 +556,7 @@ class RowLSTM(_PixelRNN):
     The states start from one full pass over `images`: by causality the states on
     rows before `row_start` are final, so any row can start a chunk.
 
-    Args:
-      images: int32 `[B, H, W, C]`, rows before `row_start` sampled.
-      noise: float32 `[B, H, W, C]` uniform noise.
-      labels: int32 `[B]` or None.
-      row_start, row_stop: int32 scalars.
-
-    Returns:
-      int32 `[B, H, W, C]`.
+    Args and returns: see `base.AutoregressiveModel.incremental_fill`.
     """
     _, width, channels = self.image_shape
     h = self.hparams["hidden_dim"]
@@ -706,14 +699,7 @@ class DiagonalBiLSTM(_PixelRNN):
     pass over `images`; from row 0 they are zero and the pass (whose `tf.scan` TFLite
     cannot lower) is left out of the graph.
 
-    Args:
-      images: int32 `[B, H, W, C]`, rows before `row_start` sampled.
-      noise: float32 `[B, H, W, C]` uniform noise.
-      labels: int32 `[B]`, float32 `[B, D]` or None: what the model conditions on.
-      row_start, row_stop: int32 scalars.
-
-    Returns:
-      int32 `[B, H, W, C]`.
+    Args and returns: see `base.AutoregressiveModel.incremental_fill`.
     """
     _, width, channels = self.image_shape
     h = self.hparams["hidden_dim"]
