@@ -115,7 +115,7 @@ def test_bad_configuration_messages(tmp_path):
                                  str(tmp_path / "b"))
   assert not (tmp_path / "b" / "config.json").exists()  # A fixed rerun is not refused.
   train_lib.train_and_evaluate(_config(dataset=f"npz:{unlabelled}", train_steps=2,
-                                       batch_size=16), str(tmp_path / "b"))
+                                       batch_size=16, num_samples=0), str(tmp_path / "b"))
   with pytest.raises(ValueError, match="Valid hyper-parameters"):
     train_lib.train_and_evaluate(_config(hparams={"hiden_dim": 3}), str(tmp_path / "d"))
   with pytest.raises(ValueError, match="budget_clock must be one of"):
