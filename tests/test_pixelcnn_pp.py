@@ -341,15 +341,15 @@ def test_fast_sampler_equals_naive(shape, levels, classes, hparams):
       model.sample(4, seed=0, labels=labels, progress=True).numpy(), naive)
 
 
+_original_shift_taps = pixelcnn_pp.incremental.shift_taps
+
+
 def _shift_taps_two_columns(shape, rows=0, cols=0):  # Causal, but not the model.
   return _original_shift_taps(shape, rows, 2 * cols)
 
 
 def _shift_taps_no_rows(shape, rows=0, cols=0):  # The u stream reads its own row.
   return _original_shift_taps(shape, 0, cols)
-
-
-_original_shift_taps = pixelcnn_pp.incremental.shift_taps
 
 
 def test_fast_sampler_check_catches_a_wrong_plan(monkeypatch):

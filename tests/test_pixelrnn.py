@@ -319,21 +319,20 @@ def test_fast_sampler_check_catches_an_off_by_one_window(monkeypatch):
   assert not np.array_equal(model.sample(4, seed=0, fast=True).numpy(), naive)
 
 
-def _right_to_left_state_of_the_same_row(lstm, direction, above, beside):
-  # Broken: the right-to-left recurrence forgets the row above (a zero "above" tap).
-  kernel = tf.cast(lstm.state_kernel[direction], above.dtype)
-  above = above * 0.0 if direction == 1 else above
-  return tf.matmul(tf.concat([above, beside], axis=-1), kernel)
+def _dropping(direction, tap):
+  """A broken `recurrent_gates`: direction 0 (left to right) or 1 forgets one tap."""
+  def recurrent_gates(lstm, d, above, beside):
+    kernel = tf.cast(lstm.state_kernel[d], above.dtype)
+    if d == direction:
+      above, beside = (above * 0.0, beside) if tap == "above" else (above, beside * 0.0)
+    return tf.matmul(tf.concat([above, beside], axis=-1), kernel)
+  return recurrent_gates
 
 
-def _left_to_right_without_the_left_neighbour(lstm, direction, above, beside):
-  kernel = tf.cast(lstm.state_kernel[direction], above.dtype)
-  beside = beside * 0.0 if direction == 0 else beside
-  return tf.matmul(tf.concat([above, beside], axis=-1), kernel)
-
-
-@pytest.mark.parametrize("broken", [_right_to_left_state_of_the_same_row,
-                                    _left_to_right_without_the_left_neighbour])
+@pytest.mark.parametrize("broken", [
+    _dropping(1, "above"),   # the right-to-left recurrence forgets the row above
+    _dropping(0, "beside"),  # the left-to-right one forgets the pixel to the left
+])
 def test_diagonal_fast_sampler_check_catches_a_broken_carry(monkeypatch, broken):
   model = _sensitive_diagonal_bilstm((5, 5, 1), 4)
   naive = model.sample(8, seed=0, fast=False).numpy()
