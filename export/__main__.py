@@ -28,7 +28,8 @@ def main(argv):
   from export import export_lib  # Imported after flag parsing: TensorFlow is slow.
   try:
     meta = export_lib.export_run(_MODEL_DIR.value, _OUT.value, formats=_FORMATS.value,
-                                 quantize=_QUANTIZE.value, batch_size=_BATCH_SIZE.value)
+                                 quantize=_QUANTIZE.value, batch_size=_BATCH_SIZE.value,
+                                 verbose=True)
   except export_lib.ExportError as e:
     print(f"\nError: {e}", file=sys.stderr)
     return 1

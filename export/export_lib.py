@@ -55,7 +55,8 @@ def load_model(model_dir):
     raise ExportError(str(e)) from e
 
 
-def export_run(model_dir, out_dir, formats=FORMATS, quantize=QUANTIZATIONS, batch_size=16):
+def export_run(model_dir, out_dir, formats=FORMATS, quantize=QUANTIZATIONS, batch_size=16,
+               verbose=False):
   """Exports a finished `train_main.py` run: `export` of its model, with the run's
   config and class names in the metadata.
 
@@ -64,7 +65,7 @@ def export_run(model_dir, out_dir, formats=FORMATS, quantize=QUANTIZATIONS, batc
   """
   model, config = load_model(model_dir)
   return export(model, out_dir, formats=formats, quantize=quantize, batch_size=batch_size,
-                label_names=_label_names(config), model_config=config)
+                label_names=_label_names(config), model_config=config, verbose=verbose)
 
 
 def _label_names(config):
@@ -102,11 +103,14 @@ def _label_spec(model, batch):
 
 
 def _assert_shape(tensor, shape, what):
-  """Asserts the trailing shape; message names the expected full shape."""
+  """Asserts the trailing shape and a batch of at least one; messages name the input."""
   expected = "[batch, " + ", ".join(str(d) for d in shape) + "]"
-  return tf.debugging.assert_equal(
-      tf.shape(tensor)[1:], tf.constant(shape, tf.int32),
-      message=f"{what} must have shape {expected}")
+  return [tf.debugging.assert_equal(
+              tf.shape(tensor)[1:], tf.constant(shape, tf.int32),
+              message=f"{what} must have shape {expected}"),
+          # Convolutions fail obscurely on an empty batch.
+          tf.debugging.assert_positive(
+              tf.shape(tensor)[0], message=f"{what} must hold at least one image (batch >= 1)")]
 
 
 def _checked_labels(model, labels, batch_of):
@@ -147,10 +151,17 @@ def _signatures(model, checks=True, batch=None):
     if checks:
       for name, value in noise.items():
         spec = noise_specs[name]
-        deps.append(_assert_shape(value, list(spec.shape[1:]), name))
+        deps += _assert_shape(value, list(spec.shape[1:]), name)
         if name == "noise":  # Uniform noise for inverse-CDF sampling.
           deps += [tf.debugging.assert_non_negative(value, message="noise must lie in [0, 1)"),
                    tf.debugging.assert_less(value, 1.0, message="noise must lie in [0, 1)")]
+        else:  # Gaussian draws, e.g. a VAE's z.
+          deps += [
+              tf.debugging.assert_all_finite(value, f"{name} must hold finite values"),
+              tf.debugging.assert_equal(
+                  tf.shape(value)[0], tf.shape(noise["noise"])[0],
+                  message=f"{name} and noise must have the same batch size (one row of "
+                          f"{name} per image)")]
       deps += _checked_labels(model, labels, noise["noise"])
     with tf.control_dependencies(deps):
       # Without checks this is a TFLite sampler: builtin operators only.
@@ -160,7 +171,7 @@ def _signatures(model, checks=True, batch=None):
   def log_prob(images, labels=None):
     deps = []
     if checks:
-      deps = [_assert_shape(images, list(model.image_shape), "images"),
+      deps = _assert_shape(images, list(model.image_shape), "images") + [
               tf.debugging.assert_non_negative(images, message="images must hold levels >= 0"),
               tf.debugging.assert_less(
                   images, model.num_levels,
@@ -197,18 +208,24 @@ def _concrete(fn, specs):
 
 
 def _save_signatures(model, path):
-  module = tf.Module()
-  module.model = model
-  # Every weight explicitly too: a Keras sublayer held where TensorFlow's object graph
-  # does not look would otherwise be an "untracked capture" at save time.
-  module.weights = list(model.weights)
-  signatures = {}
-  for name, (fn, specs) in _signatures(model, checks=True).items():
-    setattr(module, name, tf.function(fn, input_signature=specs))
-    signatures[name] = getattr(module, name).get_concrete_function()
+  """Writes the SavedModel; returns `{signature: _describe(...)}`.
+
+  Through `keras.export.ExportArchive`, which saves the model's variables as plain
+  tracked variables: a `tf.Module` holding the Keras model itself saves a graph whose
+  variables the TF1 session loader (`saved_model_cli run`, TensorFlow Serving's C++
+  SavedModelBundle) cannot find ("Could not find variable ... uninitialized"); only
+  `tf.saved_model.load` ran it.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  archive = keras.export.ExportArchive()
+  archive.track(model)
+  endpoints = {name: archive.add_endpoint(name, fn, specs)
+               for name, (fn, specs) in _signatures(model, checks=True).items()}
   # No "serve" endpoint: the TFLite converter would then drop every other signature.
-  tf.saved_model.save(module, path, signatures=signatures)
-  return {name: _describe(c) for name, c in signatures.items()}
+  # ExportArchive adds "serving_default" (TensorFlow Serving's default) as an alias of
+  # the first endpoint, "sample".
+  archive.write_out(path, verbose=False)
+  return {name: _describe(fn.get_concrete_function()) for name, fn in endpoints.items()}
 
 
 def _tflite_sampler(model, batch, quantize):
@@ -276,24 +293,28 @@ def tflite_operators(path_or_bytes):
 
 
 def export(model, out_dir, formats=FORMATS, quantize=QUANTIZATIONS, batch_size=16,
-           label_names=None, model_config=None):
+           label_names=None, model_config=None, verbose=False):
   """Writes the SavedModel and/or TFLite samplers of `model` into `out_dir`.
 
   Args:
     model: a trained tfgen model with a sampler (autoregressive models, VAEs).
-    out_dir: output directory (created; existing export files are replaced).
+    out_dir: output directory. Everything is written to a new directory beside it
+      first, which then replaces `out_dir` whole: a failed export leaves a previous
+      export there as it was. An existing `out_dir` must be empty or an export.
     formats: subset of `FORMATS`.
     quantize: subset of `QUANTIZATIONS`, the TFLite variants to write.
     batch_size: the fixed batch of the TFLite samplers.
     label_names: class names of a conditional model, for the metadata.
     model_config: the training config.json contents, for the metadata.
+    verbose: print a line as each file is begun (conversion takes seconds to minutes).
 
   Returns:
     The metadata dict also written to `out_dir/metadata.json`.
 
   Raises:
     ExportError: for an unknown format or quantization, a bad batch size, a model
-      without a sampler, or a sampler that needs non-builtin TFLite operators.
+      without a sampler, a sampler that needs non-builtin TFLite operators, or an
+      `out_dir` that cannot be written (or holds files that are not an export).
   """
   formats, quantize = tuple(formats), tuple(quantize)
   bad = [f for f in formats if f not in FORMATS] + [q for q in quantize if q not in QUANTIZATIONS]
@@ -304,7 +325,80 @@ def export(model, out_dir, formats=FORMATS, quantize=QUANTIZATIONS, batch_size=1
   if int(batch_size) < 1:
     raise ExportError(f"batch_size must be a positive number of images, got {batch_size}.")
   _check(model)
-  os.makedirs(out_dir, exist_ok=True)
+  staging = _staging_dir(out_dir)
+  try:
+    meta = _write_export(model, staging, formats, quantize, int(batch_size), label_names,
+                         model_config, print if verbose else lambda *_, **__: None)
+    _swap_into_place(staging, out_dir)
+  except OSError as e:
+    raise ExportError(
+        f"Cannot write the export to {out_dir} ({e.strerror or e}: {e.filename or ''}). "
+        "Pass an --out in a directory you can write to; nothing was changed at "
+        f"{out_dir}.") from e
+  finally:
+    shutil.rmtree(staging, ignore_errors=True)
+  return meta
+
+
+# What an export directory holds; an existing --out with anything else is not replaced.
+_EXPORT_FILES = frozenset(["saved_model", "metadata.json", "README.md"] +
+                          list(TFLITE_NAMES.values()))
+
+
+def _staging_dir(out_dir):
+  """A fresh directory beside `out_dir`, where the whole export is written first.
+
+  Raises:
+    ExportError: for an `out_dir` that exists and holds files that are not an export
+      (they would be lost when the export replaces it), or one that cannot be written.
+  """
+  out_dir = os.path.abspath(out_dir)
+  if os.path.exists(out_dir):
+    if not os.path.isdir(out_dir):
+      raise ExportError(f"--out {out_dir} is a file, not a directory. Pass a directory.")
+    foreign = sorted(set(os.listdir(out_dir)) - _EXPORT_FILES)
+    if foreign:
+      raise ExportError(
+          f"--out {out_dir} holds files that are not a tfgen export ({', '.join(foreign[:5])}"
+          f"{', ...' if len(foreign) > 5 else ''}); an export replaces the whole directory. "
+          "Pass a new or empty directory, or a previous export's.")
+  parent = os.path.dirname(out_dir)
+  try:
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(out_dir)}.partial-", dir=parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(staging, 0o777 & ~umask)  # mkdtemp's 0700 would hide the export from others.
+    return staging
+  except OSError as e:
+    raise ExportError(
+        f"Cannot write the export to {out_dir}: {parent} is not writable "
+        f"({e.strerror or e}). Pass an --out in a directory you can write to.") from e
+
+
+def _swap_into_place(staging, out_dir):
+  """Replaces `out_dir` by the finished `staging` directory.
+
+  Two renames within one parent directory: a reader sees either the previous export
+  or the new one, and an error between them puts the previous one back.
+  """
+  out_dir = os.path.abspath(out_dir)
+  if not os.path.exists(out_dir):
+    os.replace(staging, out_dir)
+    return
+  previous = staging + ".previous"
+  os.replace(out_dir, previous)
+  try:
+    os.replace(staging, out_dir)
+  except OSError:
+    os.replace(previous, out_dir)
+    raise
+  shutil.rmtree(previous, ignore_errors=True)
+
+
+def _write_export(model, out_dir, formats, quantize, batch_size, label_names, model_config,
+                  report):
+  """Writes every export file into the (empty) directory `out_dir`; returns the metadata."""
   meta = {
       "model": type(model).__name__, "model_name": getattr(model, "MODEL_NAME", None),
       "image_shape": list(model.image_shape), "num_levels": model.num_levels,
@@ -317,22 +411,24 @@ def export(model, out_dir, formats=FORMATS, quantize=QUANTIZATIONS, batch_size=1
       "training_config": model_config,
   }
   if "saved_model" in formats:
-    path = os.path.join(out_dir, "saved_model")
-    shutil.rmtree(path, ignore_errors=True)
-    meta["saved_model"] = {"path": "saved_model", "signatures": _save_signatures(model, path)}
+    report("Writing the SavedModel ...", flush=True)
+    meta["saved_model"] = {"path": "saved_model",
+                           "signatures": _save_signatures(model, os.path.join(out_dir,
+                                                                              "saved_model"))}
     if hasattr(model, "EXPORT_IMPORTANCE_SAMPLES"):
       meta["saved_model"]["log_prob_importance_samples"] = model.EXPORT_IMPORTANCE_SAMPLES
   if "tflite" in formats:
     meta["tflite"] = {}
     for q in quantize:
-      blob = _tflite_sampler(model, int(batch_size), q)
+      report(f"Converting the TFLite sampler ({q}) ...", flush=True)
+      blob = _tflite_sampler(model, batch_size, q)
       name = TFLITE_NAMES[q]
       with open(os.path.join(out_dir, name), "wb") as f:
         f.write(blob)
-      from ai_edge_litert import interpreter as litert
+      from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
       runner = litert.Interpreter(model_content=blob).get_signature_runner("sample")
       meta["tflite"][q] = {
-          "file": name, "bytes": len(blob), "batch_size": int(batch_size),
+          "file": name, "bytes": len(blob), "batch_size": batch_size,
           "inputs": {k: {"shape": v["shape"].tolist(), "dtype": np.dtype(v["dtype"]).name}
                      for k, v in runner.get_input_details().items()},
           "outputs": {k: {"shape": v["shape"].tolist(), "dtype": np.dtype(v["dtype"]).name}

@@ -184,6 +184,195 @@ def test_every_family_exports_a_builtin_sampler(tmp_path, name, shape, levels, c
                              model.log_prob(keras_levels, labels).numpy(), rtol=1e-4)
 
 
+# Every VAE decoder, every quantization: the binned Gaussian's sampler is an inverse CDF
+# in builtin ops (no Ndtri), run by Keras and the exported models alike.
+@pytest.mark.parametrize("name", ["vae", "conv_vae"])
+@pytest.mark.parametrize("likelihood,levels", [("bernoulli", 2), ("categorical", 5),
+                                               ("gaussian", 5), ("gaussian", 256)])
+def test_every_vae_decoder_exports_in_every_quantization(tmp_path, name, likelihood, levels):
+  hparams = dict(latent_dim=3, hidden_dims="16", likelihood=likelihood)
+  if name == "conv_vae":
+    hparams["conv_filters"] = "4-8"
+  model = checks.randomize(models.build(name, (4, 4, 1), levels, **hparams), scale=0.5)
+  meta = export_lib.export(model, str(tmp_path), batch_size=3)
+  rng = np.random.default_rng(7)
+  z = rng.standard_normal((3, 3)).astype(np.float32)
+  noise = _noise(model, 8, batch=3)
+  keras_levels = model.sample(3, z=z, noise=noise).numpy()
+  for q, info in meta["tflite"].items():
+    assert not [op for op in info["operators"] if op.startswith("CUSTOM")], (q, info)
+    levels_q = _tflite(str(tmp_path), info["file"], z=z, noise=noise)["levels"]
+    if q == "none":
+      np.testing.assert_array_equal(levels_q, keras_levels)
+    else:  # Quantized weights move a few CDF steps past the noise.
+      assert levels_q.min() >= 0 and levels_q.max() < levels, q
+      assert np.abs(levels_q - keras_levels).mean() <= 0.2 * levels, q
+  saved = tf.saved_model.load(str(tmp_path / "saved_model")).signatures
+  np.testing.assert_array_equal(
+      saved["sample"](z=tf.constant(z), noise=tf.constant(noise))["levels"].numpy(),
+      keras_levels)
+
+
+def _without_tfgen(args, cwd):
+  """Runs a command in a process that cannot import tfgen (TensorFlow only)."""
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+  env.pop("PYTHONPATH", None)
+  return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+_TF1_LOADER = """
+import sys
+import numpy as np
+import tensorflow as tf
+tf1 = tf.compat.v1
+inputs = dict(np.load(sys.argv[2]))
+with tf1.Session(graph=tf.Graph()) as sess:
+  meta = tf1.saved_model.loader.load(sess, ["serve"], sys.argv[1])
+  sig = meta.signature_def[sys.argv[3]]
+  feed = {sig.inputs[k].name: v for k, v in inputs.items()}
+  names = sorted(sig.outputs)
+  values = sess.run([sig.outputs[k].name for k in names], feed)
+np.savez(sys.argv[4], **dict(zip(names, values)))
+assert not [m for m in sys.modules if m.split('.')[0] in ('tfgen', 'export')]
+"""
+
+
+@pytest.mark.parametrize("which", ["pixelcnn", "vae"])
+def test_saved_model_runs_in_tf1_session_loader_and_saved_model_cli(
+    which, pixelcnn_export, vae_export, tmp_path):
+  # The C++ SavedModelBundle path (TensorFlow Serving) restores variables by name in
+  # a TF1 session; saved_model_cli runs the same loader.
+  model, out, _ = pixelcnn_export if which == "pixelcnn" else vae_export
+  noise = _noise(model, 9)
+  inputs = {"noise": noise}
+  if which == "pixelcnn":
+    inputs["labels"] = np.array([2, 0, 1, 2], np.int32)
+    expected = model.sample(BATCH, noise=noise, labels=inputs["labels"]).numpy()
+  else:
+    inputs["z"] = np.random.default_rng(3).standard_normal((BATCH, 3)).astype(np.float32)
+    expected = model.sample(BATCH, z=inputs["z"], noise=noise).numpy()
+  saved_model = os.path.join(out, "saved_model")
+  np.savez(tmp_path / "in.npz", **inputs)
+  script = tmp_path / "tf1.py"
+  script.write_text(_TF1_LOADER)
+  proc = _without_tfgen([sys.executable, str(script), saved_model, str(tmp_path / "in.npz"),
+                         "sample", str(tmp_path / "out.npz")], cwd=str(tmp_path))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  np.testing.assert_array_equal(np.load(tmp_path / "out.npz")["levels"], expected)
+  # saved_model_cli: the log_prob signature on the sampled images.
+  np.save(tmp_path / "images.npy", expected)
+  feeds = [f"images={tmp_path / 'images.npy'}"]
+  if which == "pixelcnn":
+    np.save(tmp_path / "labels.npy", inputs["labels"])
+    feeds.append(f"labels={tmp_path / 'labels.npy'}")
+  cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+  proc = _without_tfgen([cli, "run", "--dir", saved_model, "--tag_set", "serve",
+                         "--signature_def", "log_prob", "--inputs", ";".join(feeds),
+                         "--outdir", str(tmp_path / "cli"), "--overwrite"], cwd=str(tmp_path))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  nats = np.load(tmp_path / "cli" / "log_prob_nats.npy")
+  labels = inputs.get("labels")
+  if which == "pixelcnn":
+    reference = model.log_prob(expected, labels).numpy()
+  else:
+    reference = model.log_prob(expected, num_importance_samples=model.EXPORT_IMPORTANCE_SAMPLES,
+                               seed=0).numpy()
+  np.testing.assert_allclose(nats, reference, rtol=1e-4)
+
+
+def _tree(path):
+  """{relative path: bytes} of every file below `path`."""
+  out = {}
+  for root, _, files in os.walk(path):
+    for name in files:
+      full = os.path.join(root, name)
+      with open(full, "rb") as f:
+        out[os.path.relpath(full, path)] = f.read()
+  return out
+
+
+def test_a_failed_export_leaves_the_previous_export_as_it_was(tmp_path, monkeypatch):
+  out = tmp_path / "out"
+  model = checks.randomize(models.build("pixelcnn", (4, 4, 1), 2, **PIXELCNN))
+  export_lib.export(model, str(out), quantize=["none"], batch_size=2)
+  before = _tree(out)
+  # A model whose TFLite conversion fails after its SavedModel was written.
+  monkeypatch.setattr(models.DiagonalBiLSTM, "supports_fast_sampling", False)
+  bad = checks.randomize(models.build("diagonal_bilstm", (3, 3, 1), 2, hidden_dim=6,
+                                      num_layers=2, input_kernel_size=3, output_dim=12))
+  with pytest.raises(export_lib.ExportError, match="--formats=saved_model"):
+    export_lib.export(bad, str(out), quantize=["none"], batch_size=2)
+  assert _tree(out) == before
+  assert sorted(os.listdir(tmp_path)) == ["out"]  # No staging directory left behind.
+  # A successful export replaces the whole directory: no stale file of the old one.
+  export_lib.export(model, str(out), formats=["saved_model"])
+  assert not (out / "sampler_float32.tflite").exists()
+  assert json.load(open(out / "metadata.json"))["saved_model"]
+  assert sorted(os.listdir(tmp_path)) == ["out"]
+
+
+def test_export_never_replaces_a_directory_of_other_files(tmp_path):
+  out = tmp_path / "out"
+  out.mkdir()
+  (out / "notes.txt").write_text("mine")
+  model = checks.randomize(models.build("pixelcnn", (4, 4, 1), 2, **PIXELCNN))
+  with pytest.raises(export_lib.ExportError, match="not a tfgen export"):
+    export_lib.export(model, str(out), formats=["saved_model"])
+  assert (out / "notes.txt").read_text() == "mine"
+
+
+class _ReadOnly:
+  """Makes a directory unwritable for this process: chmod, or for root (whom chmod does
+  not stop, as in CI) the immutable attribute."""
+
+  def __init__(self, path):
+    self.path = str(path)
+
+  def __enter__(self):
+    if os.getuid() == 0:
+      subprocess.run(["chattr", "+i", self.path], check=True)
+    else:
+      os.chmod(self.path, 0o555)
+    return self
+
+  def __exit__(self, *_):
+    if os.getuid() == 0:
+      subprocess.run(["chattr", "-i", self.path], check=True)
+    else:
+      os.chmod(self.path, 0o755)
+
+
+def test_export_to_a_read_only_directory_is_one_paragraph(tmp_path):
+  model = checks.randomize(models.build("pixelcnn", (4, 4, 1), 2, **PIXELCNN))
+  parent = tmp_path / "locked"
+  parent.mkdir()
+  export_lib.export(model, str(parent / "old"), formats=["saved_model"])
+  before = _tree(parent)
+  with _ReadOnly(parent):
+    for out in ("new", "old"):  # A new --out, and replacing an export there.
+      with pytest.raises(export_lib.ExportError, match="is not writable"):
+        export_lib.export(model, str(parent / out), formats=["saved_model"])
+  assert _tree(parent) == before
+
+
+@pytest.mark.parametrize("signature,inputs,message", [
+    ("sample", dict(z=tf.zeros([3, 3]), noise=tf.zeros([2, 4, 4, 1])),
+     "z and noise must have the same batch size"),
+    ("decode", dict(z=tf.zeros([3, 3]), noise=tf.zeros([2, 4, 4, 1])),
+     "z and noise must have the same batch size"),
+    ("sample", dict(z=tf.fill([2, 3], np.nan), noise=tf.zeros([2, 4, 4, 1])),
+     "z must hold finite values"),
+    ("sample", dict(z=tf.zeros([0, 3]), noise=tf.zeros([0, 4, 4, 1])),
+     "must hold at least one image"),
+    ("log_prob", dict(images=tf.zeros([0, 4, 4, 1], tf.int32)), "must hold at least one image"),
+])
+def test_vae_signatures_name_the_bad_input(vae_export, signature, inputs, message):
+  _, out, _ = vae_export
+  signatures = tf.saved_model.load(os.path.join(out, "saved_model")).signatures
+  with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+    signatures[signature](**inputs)
+
+
 def test_a_sampler_tflite_cannot_hold_is_refused_with_the_way_out(tmp_path, monkeypatch):
   # The Diagonal BiLSTM's naive sampler reruns the network, whose tf.scan lowers to
   # TensorList ops that TFLite cannot turn into builtins inside the sampling loop (its

@@ -197,6 +197,42 @@ class _IndependentLevels(tfd.Independent):
     return super()._prob(tf.cast(x, self.dtype))
 
 
+def normal_cdf(t):
+  """The standard normal CDF Phi(t) in TFLite builtin operators (ABS, EXP, DIV, SELECT).
+
+    Phi(t) = erfc(-t / sqrt(2)) / 2,  erfc(x) = r(|x|) for x >= 0, 2 - r(|x|) below,
+
+  with Numerical Recipes' Chebyshev fit `r` of erfc, whose relative error is below
+  1.2e-7 everywhere (so the tails are as exact as float32 allows, not just the
+  centre).
+
+  References:
+    [1] W. H. Press et al. Numerical Recipes, 3rd ed., section 6.2.2 (erfcc).
+  """
+  x = -tf.cast(t, tf.float32) / math.sqrt(2.0)
+  a = tf.abs(x)
+  s = 1.0 / (1.0 + 0.5 * a)
+  poly = 0.17087277
+  for c in (-0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418,
+            0.37409196, 1.00002368, -1.26551223):
+    poly = c + s * poly
+  r = s * tf.exp(-a * a + poly)  # erfc(|x|)
+  return 0.5 * tf.where(x >= 0.0, r, 2.0 - r)
+
+
+class _BinnedNormal(tfd.QuantizedDistribution):
+  """`tfd.QuantizedDistribution` of a Normal with the mean it lacks.
+
+    E[x] = sum_{k=0}^{K-2} P(x > k) = sum_{k=0}^{K-2} (1 - CDF(k))
+  """
+
+  def _mean(self):
+    levels = tf.range(self.low, self.high, dtype=self.dtype)  # [K-1]
+    shape = tf.concat([[tf.size(levels)], self.batch_shape_tensor()], 0)
+    levels = tf.reshape(levels, tf.concat([[-1], tf.ones_like(self.batch_shape_tensor())], 0))
+    return tf.reduce_sum(1.0 - self.cdf(tf.broadcast_to(levels, shape)), axis=0)
+
+
 class DiscretizedGaussianPixelHead:
   """A Gaussian with learned mean and variance per subpixel, integrated over each level.
 
@@ -237,15 +273,25 @@ class DiscretizedGaussianPixelHead:
   def image_distribution(self, params):
     """`tfd.Distribution`, batch `[B]`, event `[H, W, C]` of levels (float-valued)."""
     loc, scale = self._loc_scale(params)
-    binned = tfd.QuantizedDistribution(tfd.Normal(loc - 0.5, scale), low=0.0,
-                                       high=float(self.num_levels - 1))
+    binned = _BinnedNormal(tfd.Normal(loc - 0.5, scale), low=0.0,
+                           high=float(self.num_levels - 1))
     return _IndependentLevels(binned, reinterpreted_batch_ndims=3)
 
   def image_quantile(self, params, uniform):
-    """Inverse CDF of the binned Gaussian: the level whose bin holds mu + sigma Phi^-1(u)."""
-    loc, scale = self._loc_scale(params)
-    x = tfd.Normal(loc, scale).quantile(tf.clip_by_value(uniform, 1e-7, 1.0 - 1e-7))
-    return tf.cast(tf.clip_by_value(tf.round(x), 0.0, self.num_levels - 1.0), tf.int32)
+    """Inverse CDF of the binned Gaussian from uniform noise, in TFLite builtin ops.
+
+      x = #{k in 0 .. K-2 : Phi((k + 1/2 - mu) / sigma) < u}
+
+    counts the bin edges whose CDF lies below `u`: the smallest level whose CDF
+    reaches `u`. `Phi` is `normal_cdf` (no `Ndtri`, no `Erf`: neither is a TFLite
+    builtin), so Keras and an exported sampler run the same ops and draw the same
+    levels from the same noise.
+    """
+    loc, scale = self._loc_scale(params)  # [B, H, W, C] each
+    edges = tf.range(self.num_levels - 1, dtype=tf.float32) + 0.5  # [K-1]
+    cdf = normal_cdf((edges - loc[..., None]) / scale[..., None])  # [B, H, W, C, K-1]
+    below = tf.cast(cdf < tf.cast(uniform, tf.float32)[..., None], tf.int32)
+    return tf.reduce_sum(below, axis=-1)  # [B, H, W, C]
 
   def mean(self, params):
     """The Gaussian's mean clipped to the level range (not the binned mean)."""

@@ -462,7 +462,10 @@ class VAE(LatentModel):
     image_spec = tf.TensorSpec((batch,) + self.image_shape, tf.int32, name="images")
 
     def decode(z, noise, labels=None):
-      params = self._decoder_params(z, labels)  # [B, H, W, P]
+      with tf.control_dependencies([tf.debugging.assert_equal(
+          tf.shape(z)[0], tf.shape(noise)[0],
+          message="z and noise must have the same batch size (one row of z per image)")]):
+        params = self._decoder_params(z, labels)  # [B, H, W, P]
       return {"params": params, "mean": self.head.mean(params),
               "levels": self.head.image_quantile(params, noise)}
 
