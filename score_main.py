@@ -15,10 +15,10 @@ import json
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app
 from absl import flags
+
+from tfgen import cli
 
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "A finished train_main.py run directory.")
 _DATASET = flags.DEFINE_string(
@@ -65,6 +65,9 @@ def main(argv):
     outlier_data, adapted = None, {}
     if _OUTLIER_DATASET.value:
       outlier_data, adapted = runs.load_data_like(model, config, _OUTLIER_DATASET.value)
+    sets = [_SPLIT.value] + list(_OUTLIERS.value) + (
+        [_OUTLIER_DATASET.value] if _OUTLIER_DATASET.value else [])
+    print(f"Scoring {', '.join(sets)} with {model.name} ...", file=sys.stderr, flush=True)
     scores, summary = scoring.score_sets(
         model, data, _SPLIT.value, _OUTLIERS.value, outlier_data,
         batch_size=_BATCH_SIZE.value, num_importance_samples=_IMPORTANCE_SAMPLES.value,
@@ -87,4 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

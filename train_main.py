@@ -6,17 +6,18 @@ A thin shell over `tfgen.train_lib.train_and_evaluate`: this file only parses fl
 import os
 import sys
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 from absl import app
 from absl import flags
 
+from tfgen import cli
 from tfgen import hparams_parser
 
 _MODEL = flags.DEFINE_string("model", "pixelcnn", "Model name, e.g. pixelcnn.")
 _HPARAMS = flags.DEFINE_string(
     "hparams", "", "Model hyper-parameters as comma-separated key=value pairs, e.g. "
-    "'hidden_dim=64,num_blocks=8'. Unknown keys list the valid ones.")
+    "'hidden_dim=64,num_blocks=8'; widths as dash-separated lists, e.g. "
+    "'hidden_dims=500-500' or 'hidden_dims=128'. Every model's are listed at the end of "
+    "--help; unknown keys list the valid ones.")
 _DATASET = flags.DEFINE_string(
     "dataset", "digits", "digits (bundled, no download), npz:PATH, folder:PATH, or a "
     "TensorFlow Datasets name (mnist, binarized_mnist, fashion_mnist, cifar10, ...).")
@@ -88,9 +89,27 @@ def _split_fractions():
                      f"{','.join(_SPLIT_FRACTIONS.value)}.") from None
 
 
+def _models_help():
+  """The models and their hyper-parameters with defaults, for --help."""
+  from tfgen import models  # pylint: disable=g-import-not-at-top
+  lines = ["models (--model) and their hyper-parameters (--hparams, with defaults):"]
+  for name in models.available():
+    hparams = ", ".join(f"{k}={v}" for k, v in models.default_hparams(name).items())
+    lines.append(f"  {name}: {hparams}")
+  return "\n".join(lines)
+
+
+def _outputs(model_dir):
+  """The run's output files that exist, for the closing line."""
+  names = ("samples.png", "samples_by_class.png", "reconstructions.png", "traversal.png",
+           "latent_scatter.png", "manifold.png", "model.keras", "metrics.json")
+  return [f"{model_dir}/{n}" for n in names if os.path.exists(os.path.join(model_dir, n))]
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
   from tfgen import train_lib  # Imported after flag parsing: TensorFlow is slow.
   try:
     config = train_lib.TrainConfig(
@@ -111,6 +130,10 @@ def main(argv):
         ema_decay=_EMA_DECAY.value)
     model_dir = _MODEL_DIR.value or os.path.join(
         "runs", f"{config.model}-{config.dataset.replace(':', '_').replace('/', '_')}")
+    if _EXPORT_DIR.value:  # Refused now, not after hours of training.
+      from export import export_lib  # pylint: disable=g-import-not-at-top
+      from tfgen import models  # pylint: disable=g-import-not-at-top
+      export_lib.check_exportable(models.model_class(config.model))
     chief = []
     metrics = train_lib.train_and_evaluate(
         config, model_dir,
@@ -122,15 +145,19 @@ def main(argv):
   except (ValueError, train_lib.NonFiniteLossError) as e:  # Incl. DatasetUnavailableError.
     print(f"\nError: {e}", file=sys.stderr)
     return 1
+  except tf.errors.InvalidArgumentError as e:  # The input checks of a training step.
+    print(f"\nError: {cli.first_line(e)} Checkpoints written before this step are kept.",
+          file=sys.stderr)
+    return 1
   except OSError as e:
     print(f"\nError: cannot read or write {e.filename or 'a file'} ({e.strerror or e}). "
           "Check that --model_dir (and --data_dir) are writable paths.", file=sys.stderr)
     return 1
-  print(f"\nWrote {model_dir}/samples.png and {model_dir}/metrics.json:")
+  print(f"\nWrote {', '.join(_outputs(model_dir))}:")
   for key, value in metrics.items():
     print(f"  {key}: {value}")
   return 0
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main, extra_help=_models_help)

@@ -8,6 +8,8 @@ import sys
 from absl import app
 from absl import flags
 
+from tfgen import cli
+
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "A finished train_main.py run directory.")
 _OUT = flags.DEFINE_string("out", None, "Output directory.")
 _FORMATS = flags.DEFINE_list("formats", ["saved_model", "tflite"],
@@ -43,4 +45,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  cli.run(main)

@@ -80,10 +80,12 @@ def _label_names(config):
   return list(info.label_names) if info.label_names else None
 
 
-def _check(model):
+def check_exportable(model):
+  """Raises ExportError for a model (or model class) with nothing to export."""
   if not hasattr(model, "sample_from_noise"):
+    name = getattr(model, "MODEL_NAME", None) or type(model).__name__
     raise ExportError(
-        f"Model {model.name!r} ({type(model).__name__}) has no sampler or likelihood to "
+        f"Model {name!r} has no sampler or likelihood to "
         "export: an autoencoder is not a generative model. Export a PixelCNN-family "
         "model or a VAE; use model.encoder / model.decoder from Keras for an autoencoder.")
 
@@ -324,7 +326,7 @@ def export(model, out_dir, formats=FORMATS, quantize=QUANTIZATIONS, batch_size=1
         f"{', '.join(FORMATS)}; quantizations are {', '.join(QUANTIZATIONS)}.")
   if int(batch_size) < 1:
     raise ExportError(f"batch_size must be a positive number of images, got {batch_size}.")
-  _check(model)
+  check_exportable(model)
   staging = _staging_dir(out_dir)
   try:
     meta = _write_export(model, staging, formats, quantize, int(batch_size), label_names,

@@ -38,6 +38,7 @@ does not depend on the training seed, so the test set never changes between runs
 import dataclasses
 import os
 import socket
+import zipfile
 
 import numpy as np
 import tensorflow as tf
@@ -227,6 +228,12 @@ def load(spec, *, data_dir=None, image_size=None, num_levels=None, reduce_levels
         f"split_fractions must be (train, valid, test) fractions, train > 0, summing to at "
         f"most 1; got {split_fractions}.")
 
+  if num_levels is not None and (spec == "digits" or spec.startswith("folder:")):
+    known = "17 levels (0..16)" if spec == "digits" else "256 levels (8-bit image files)"
+    raise ValueError(
+        f"num_levels is for npz: files whose number of levels cannot be inferred; {spec} "
+        f"has {known}. Drop --num_levels; to train on fewer levels, pass "
+        "--reduce_levels (or --binarize).")
   if spec == "digits":
     arrays, label_names, source_levels = _digits(), tuple(str(d) for d in range(10)), 17
   elif spec.startswith("npz:"):
@@ -329,6 +336,11 @@ def _npz(path, num_levels):
     raise ValueError(
         f"{spec}: no such file. Pass the path of an existing .npz file, e.g. "
         "npz:../shared/data/binarized_mnist.npz.")
+  if not zipfile.is_zipfile(path):  # np.load would advise allow_pickle for any text.
+    raise ValueError(
+        f"{spec}: is not a NumPy .npz archive (an .npz is a zip of .npy arrays, as "
+        "written by np.savez or np.savez_compressed). Save the arrays with np.savez, or "
+        "use folder:PATH for a directory of image files.")
   try:
     with np.load(path, allow_pickle=False) as f:
       data = {k: f[k] for k in f.files}

@@ -18,6 +18,7 @@ continues; the data stream is a deterministic function of the seed and is skippe
 the restored step, so the run ends where an uninterrupted run would.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -30,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgen import data as data_lib
+from tfgen import files
 from tfgen import images as images_lib
 from tfgen import latents
 from tfgen import models
@@ -396,8 +398,7 @@ class _SampleSummary(keras.callbacks.Callback):
 def _check_resume(config_path, config):
   if not os.path.exists(config_path):
     return
-  with open(config_path) as f:
-    saved = json.load(f)
+  saved = files.read_json(config_path, "run's configuration")
   current = json.loads(json.dumps(dataclasses.asdict(config)))  # Tuples as saved: lists.
   changed = sorted(k for k in current if k not in TrainConfig.RESUMABLE_CHANGES
                    and k in saved and saved[k] != current[k])
@@ -424,8 +425,7 @@ def _write_latent_figures(model, data, split, workdir, seed):
   scale = max(1, 64 // model.image_shape[0])
 
   def save(name, picture):
-    with open(os.path.join(workdir, name), "wb") as f:
-      f.write(images_lib.png_bytes(picture, scale=scale))
+    files.atomic_write(os.path.join(workdir, name), images_lib.png_bytes(picture, scale=scale))
 
   dataset = data.dataset(split, 256)
   element = next(iter(data.dataset(split, 16, training=True, seed=seed)))
@@ -446,8 +446,8 @@ def _write_latent_figures(model, data, split, workdir, seed):
     out["active_latent_dims"] = int((score > 0.01).sum())
   if model.latent_dim == 2:
     codes, codes_labels = latents.encode_dataset(model, dataset, max_images=5000)
-    with open(os.path.join(workdir, "latent_scatter.png"), "wb") as f:
-      f.write(latents.scatter_png(codes, codes_labels, data.info.label_names))
+    files.atomic_write(os.path.join(workdir, "latent_scatter.png"),
+                       latents.scatter_png(codes, codes_labels, data.info.label_names))
     if isinstance(model, vae_lib.VAE):
       grid = latents.manifold(model, labels=first_label)
       save("manifold.png", images_lib.grid(np.round(grid.reshape((-1,) + model.image_shape))
@@ -482,6 +482,94 @@ def train_and_evaluate(config, workdir, on_trained=None):
   strategy = make_strategy(config.strategy, config.worker_hosts, config.task_index)
   chief = is_chief(strategy)
   os.makedirs(workdir, exist_ok=True)
+  # The chief writes the directory; the other workers of its cluster only read it.
+  with files.RunLock(workdir, log=logging.warning) if chief else contextlib.nullcontext():
+    return _train_and_evaluate(config, workdir, strategy, chief, on_trained)
+
+
+def _say(config, message):
+  """A line of progress for a person watching (verbose runs): slow stages say so."""
+  if config.verbose:
+    print(message, flush=True)
+
+
+class _Progbar(keras.callbacks.ProgbarLogger):
+  """Keras's progress bar, closing on the steps done when training stops mid-epoch
+  (Keras's closes on the epoch's full count: "781/781" after 2 steps of a budget)."""
+
+  def _finalize_progbar(self, logs):
+    if self.model is not None and self.model.stop_training and self.progbar is not None:
+      self.target = self.progbar.target = self.seen
+    super()._finalize_progbar(logs)
+
+
+def _intact(path):
+  """Whether every tensor of checkpoint `path` reads back (a damaged file raises)."""
+  try:
+    reader = tf.train.load_checkpoint(path)
+    for name in reader.get_variable_to_shape_map():
+      reader.get_tensor(name)
+    return None
+  except Exception as e:  # pylint: disable=broad-except  # Damage surfaces as many kinds.
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+
+
+def _checkpoints_newest_first(checkpoint_dir):
+  """The checkpoint prefixes in `checkpoint_dir`, newest first.
+
+  From the `checkpoint` state file, or, where that is damaged or gone, from the
+  `ckpt-N.index` files themselves.
+  """
+  try:
+    state = tf.train.get_checkpoint_state(checkpoint_dir)
+    paths = list(state.all_model_checkpoint_paths) if state else []
+  except Exception:  # pylint: disable=broad-except  # A damaged state file: parse errors.
+    paths = []
+  if not paths and tf.io.gfile.isdir(checkpoint_dir):
+    numbered = [name[:-len(".index")] for name in tf.io.gfile.listdir(checkpoint_dir)
+                if name.startswith("ckpt-") and name.endswith(".index")]
+    paths = sorted(numbered, key=lambda n: int(n.split("-")[1]) if n.split("-")[1].isdigit()
+                   else -1)
+  paths = [p if os.path.isabs(p) else os.path.join(checkpoint_dir, p) for p in paths]
+  return paths[::-1]
+
+
+def _restore(checkpoint, checkpoint_dir):
+  """Restores the newest intact checkpoint; returns its path, or None for a new run.
+
+  A damaged newest checkpoint (a truncated file, a disk error) is passed over with a
+  message for the one before it; the damaged files are left where they are.
+
+  Raises:
+    ValueError: when checkpoints exist but none reads back (the message names the
+      damaged files and what to do), or when an intact one belongs to another model.
+  """
+  damaged = []
+  for path in _checkpoints_newest_first(checkpoint_dir):
+    problem = _intact(path)
+    if problem:
+      damaged.append(f"{path} ({problem})")
+      continue
+    if damaged:
+      logging.warning("Checkpoint %s is damaged; resuming from the newest intact one, %s.",
+                      damaged[0], path)
+    try:
+      checkpoint.restore(path).assert_existing_objects_matched()
+    except (AssertionError, ValueError, tf.errors.OpError) as e:
+      raise ValueError(
+          f"The checkpoint {path} does not fit this model ({str(e).splitlines()[0]}). "
+          "It was written by a different model or version; pass a new --model_dir.") from e
+    return path
+  if damaged:
+    raise ValueError(
+        f"Every checkpoint in {checkpoint_dir} is damaged and cannot be resumed from: "
+        f"{'; '.join(damaged)}. Restore them from a backup, or move {checkpoint_dir} "
+        "away to train this run again from the start (or pass a new --model_dir).")
+  return None
+
+
+def _train_and_evaluate(config, workdir, strategy, chief, on_trained):
+  """`train_and_evaluate` once the run directory is this process's."""
   config_path = os.path.join(workdir, "config.json")
   _check_resume(config_path, config)
   data = load_data(config)
@@ -516,9 +604,7 @@ def train_and_evaluate(config, workdir, on_trained=None):
     model.compile(optimizer=keras.optimizers.Adam(learning_rate, **ema))
     model.optimizer.build(model.trainable_variables)
   if chief:  # After the build: a config that cannot build must not block a fixed rerun.
-    with open(config_path + ".tmp", "w") as f:  # Atomically: other workers may read it.
-      json.dump(dataclasses.asdict(config), f, indent=2)
-    os.replace(config_path + ".tmp", config_path)
+    files.atomic_json(config_path, dataclasses.asdict(config))  # Other workers read it.
   clock = _Clock()
   batches = tf.Variable(0, dtype=tf.int64, trainable=False)
   checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
@@ -530,14 +616,7 @@ def train_and_evaluate(config, workdir, on_trained=None):
   write_dir = checkpoint_dir if chief else os.path.join(
       workdir, f".worker_{strategy.cluster_resolver.task_id}")
   manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=3)
-  latest = tf.train.latest_checkpoint(checkpoint_dir)
-  if latest:
-    try:
-      checkpoint.restore(latest).assert_existing_objects_matched()
-    except (AssertionError, ValueError, tf.errors.OpError) as e:
-      raise ValueError(
-          f"The checkpoint {latest} does not fit this model ({str(e).splitlines()[0]}). "
-          "It was written by a different model or version; pass a new --model_dir.") from e
+  latest = _restore(checkpoint, checkpoint_dir)
   start_step = int(batches.numpy())
   if start_step:
     logging.info("Resuming from %s at step %d of %d.", latest, start_step, total_steps)
@@ -554,7 +633,7 @@ def train_and_evaluate(config, workdir, on_trained=None):
                                      seed=config.seed, start_step=start_step))
     valid_ds = (_sharded(data.dataset("valid", config.eval_batch_size))
                 if data.has_split("valid") else None)
-    callbacks = [clock, guard]
+    callbacks = [clock, guard, _Progbar()]
     if config.ema_decay:  # Validation with the averaged weights, then back.
       callbacks.append(keras.callbacks.SwapEMAWeights())
     if chief:
@@ -566,7 +645,8 @@ def train_and_evaluate(config, workdir, on_trained=None):
                                       every=max(1, num_epochs // 5)))
     model.fit(train_ds, epochs=num_epochs,
               initial_epoch=start_step // steps_per_epoch, steps_per_epoch=steps_per_epoch,
-              validation_data=valid_ds, callbacks=callbacks, verbose=config.verbose)
+              validation_data=valid_ds, callbacks=callbacks, verbose=config.verbose,
+              shuffle=False)  # The dataset is shuffled by seed (resumable); Keras cannot.
   train_seconds = clock.elapsed("wall")
   if guard.bad_step is not None:
     last = manager.latest_checkpoint or "none yet"
@@ -582,6 +662,8 @@ def train_and_evaluate(config, workdir, on_trained=None):
   if on_trained is not None:
     on_trained(model)
 
+  _say(config, f"Evaluating on the {eval_split} split "
+       f"({info.split_sizes.get(eval_split, '?')} images) ...")
   results = model.test_metrics(_sharded(data.dataset(eval_split, config.eval_batch_size)),
                                num_importance_samples=config.eval_importance_samples)
   metrics = {f"{eval_split}_{key}": value for key, value in results.items()}
@@ -601,21 +683,23 @@ def train_and_evaluate(config, workdir, on_trained=None):
   })
   if not chief:
     return metrics
-  model.save(os.path.join(workdir, "model.keras"))
+  _say(config, f"Saving {workdir}/model.keras and the pictures ...")
+  with files.atomic_path(os.path.join(workdir, "model.keras")) as partial:
+    model.save(partial)
   if isinstance(model, vae_lib.LatentModel):
     metrics.update(_write_latent_figures(model, data, eval_split, workdir, config.seed))
   if config.num_samples and hasattr(model, "sample"):
     picture = sample_grid(model, config.num_samples, config.seed,
                           progress=config.verbose == 1)
-    with open(os.path.join(workdir, "samples.png"), "wb") as f:
-      f.write(images_lib.png_bytes(picture, scale=max(1, 128 // info.image_shape[0])))
+    files.atomic_write(os.path.join(workdir, "samples.png"),
+                       images_lib.png_bytes(picture, scale=max(1, 128 // info.image_shape[0])))
     with writer.as_default():
       tf.summary.image("final_samples", picture[None], step=steps_done)
     if model.num_classes:
       picture = class_grid(model, max(1, config.num_samples // model.num_classes), config.seed)
-      with open(os.path.join(workdir, "samples_by_class.png"), "wb") as f:
-        f.write(images_lib.png_bytes(picture, scale=max(1, 128 // info.image_shape[0])))
+      files.atomic_write(os.path.join(workdir, "samples_by_class.png"),
+                         images_lib.png_bytes(picture,
+                                              scale=max(1, 128 // info.image_shape[0])))
   writer.flush()
-  with open(os.path.join(workdir, "metrics.json"), "w") as f:
-    json.dump(metrics, f, indent=2)
+  files.atomic_json(os.path.join(workdir, "metrics.json"), metrics)
   return metrics

@@ -41,6 +41,8 @@ class HParamsMixin:
   """
 
   HPARAMS = {}
+  # Hyper-parameters that are sizes of centred masked kernels: positive odd numbers.
+  ODD_HPARAMS = ()
 
   @classmethod
   def resolve_hparams(cls, hparams):
@@ -56,11 +58,18 @@ class HParamsMixin:
       expected = type(default)
       if expected is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
+      if expected is str and isinstance(value, (int, float)) and not isinstance(value, bool):
+        value = str(value)  # --hparams=hidden_dims=128 reads a number: one width.
       if not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
         raise ValueError(
             f"Hyper-parameter {key!r} of model {cls.MODEL_NAME!r} must be a "
             f"{expected.__name__} (default {default!r}), got {value!r}.")
       resolved[key] = value
+    for key in cls.ODD_HPARAMS:
+      if resolved[key] < 1 or resolved[key] % 2 == 0:
+        raise ValueError(
+            f"Hyper-parameter {key!r} of model {cls.MODEL_NAME!r} must be a positive odd "
+            f"number (a masked kernel centred on its pixel), got {resolved[key]}.")
     return resolved
 
 
@@ -190,6 +199,38 @@ class ImageModel(HParamsMixin, keras.Model):
             "the data's number of levels.")
     return tf.cast(images, tf.int32)
 
+  @staticmethod
+  def _check_num(num):
+    """`num` images to sample as an int; a fraction or a non-positive count is refused."""
+    try:
+      value = float(num)
+    except (TypeError, ValueError):
+      value = float("nan")
+    if isinstance(num, bool) or not value.is_integer() or value < 1:
+      raise ValueError(f"num must be a positive whole number of images, got {num!r}.")
+    return int(value)
+
+  @staticmethod
+  def _check_uniform(noise, shape, what="noise"):
+    """Uniform noise for inverse-CDF sampling: float32 of `shape`, values in [0, 1).
+
+    A value outside [0, 1) (or NaN) would draw the top level (or level 0) whatever the
+    model says, so it is refused, as the exported signatures refuse it.
+    """
+    noise = tf.convert_to_tensor(noise, tf.float32)
+    if tuple(noise.shape) != tuple(shape):
+      raise ValueError(f"{what} must have shape {tuple(shape)}, got {tuple(noise.shape)}.")
+    if tf.executing_eagerly():
+      finite = bool(tf.reduce_all(tf.math.is_finite(noise)))
+      lo, hi = float(tf.reduce_min(noise)), float(tf.reduce_max(noise))
+      if not finite or lo < 0.0 or hi >= 1.0:
+        raise ValueError(
+            f"{what} must hold uniform values in [0, 1) (one per subpixel, for "
+            f"inverse-CDF sampling), got {'NaN or inf values' if not finite else ''}"
+            f"{'' if not finite else f'values in [{lo:g}, {hi:g}]'}. Draw it with "
+            "np.random.uniform(size=...), or pass seed= instead.")
+    return noise
+
   def _check_condition(self, labels, condition, batch):
     """Checks what a caller passed to condition on; returns it as one tensor or None.
 
@@ -270,10 +311,71 @@ class ImageModel(HParamsMixin, keras.Model):
     super().compile(optimizer=optimizer, **kwargs)
 
   def train_step(self, data):
-    return self._reducible_logs(super().train_step(data))
+    return self._reducible_logs(super().train_step(self._checked_batch(data)))
 
   def test_step(self, data):
-    return self._reducible_logs(super().test_step(data))
+    return self._reducible_logs(super().test_step(self._checked_batch(data)))
+
+  def _checked_batch(self, data):
+    """A `fit`/`evaluate` batch, checked as `log_prob` checks its arguments.
+
+    Dtypes and shapes are checked while tracing (a ValueError before the first step);
+    levels and labels by assertions that run with the step, on any device: a level
+    >= K or a label >= num_classes would otherwise be a raw gather error on a CPU and
+    silently NaN or zero on a GPU.
+    """
+    images, labels = unpack_inputs(data)
+    images = tf.convert_to_tensor(images)
+    if not images.dtype.is_integer:
+      raise ValueError(
+          f"Model {self.name!r} was given {images.dtype.name} images to train or evaluate on; "
+          f"it models integer pixel levels in [0, {self.num_levels}). Convert floats in "
+          f"[0, 1] with tf.cast(tf.round(x * {self.num_levels - 1}), tf.int32) in the "
+          "input pipeline.")
+    shape = tuple(images.shape[1:])
+    if images.shape.rank != 4 or any(
+        got is not None and got != want for got, want in zip(shape, self.image_shape)):
+      raise ValueError(
+          f"Model {self.name!r} takes images of shape (batch,) + {self.image_shape}, got "
+          f"batches of shape {tuple(images.shape)}. Resize the data or build the model "
+          "for its shape.")
+    checks = [tf.debugging.Assert(  # Static shapes may be relaxed by retracing.
+        tf.reduce_all(tf.shape(images)[1:] == tf.constant(self.image_shape, tf.int32)),
+        [f"Model {self.name!r} takes images of shape (batch,) + {self.image_shape}; a batch "
+         "has another shape. Resize the data or build the model for its shape."]),
+              tf.debugging.Assert(
+        tf.reduce_max(images) < self.num_levels,
+        [f"Image levels must lie in [0, {self.num_levels}) for this model (num_levels="
+         f"{self.num_levels}); a batch holds a larger level. Re-quantize the data (e.g. "
+         "--reduce_levels) or build the model with the data's number of levels."])]
+    if not images.dtype.is_unsigned:
+      checks.append(tf.debugging.Assert(
+          tf.reduce_min(images) >= 0, ["Image levels must be >= 0; a batch holds a negative "
+                                       "level."]))
+    if self.condition_dim is not None:
+      condition = data.get("condition") if isinstance(data, dict) else None
+      if condition is None:
+        raise ValueError(
+            f"Model {self.name!r} is conditioned on a vector: give the dataset a "
+            f"'condition' key of floats [batch, {self.condition_dim}].")
+      checks.append(tf.debugging.Assert(
+          tf.reduce_all(tf.math.is_finite(tf.cast(condition, tf.float32))),
+          ["condition holds NaN or inf values."]))
+    elif self.num_classes is not None:
+      if labels is None:
+        raise ValueError(
+            f"Model {self.name!r} is class-conditional ({self.num_classes} classes): give "
+            "the dataset a 'label' key.")
+      labels = tf.convert_to_tensor(labels)
+      if not labels.dtype.is_integer:
+        raise ValueError(f"Labels must be integers, got {labels.dtype.name}.")
+      checks.append(tf.debugging.Assert(
+          tf.logical_and(tf.reduce_min(labels) >= 0,
+                         tf.reduce_max(labels) < self.num_classes),
+          [f"Labels must be class indices in [0, {self.num_classes}); a batch holds one "
+           "outside that range."]))
+    with tf.control_dependencies(checks):
+      return tf.nest.map_structure(tf.identity, data)
 
   def _reducible_logs(self, logs):
     # Keras (3.15) reduces step logs across a multi-worker cluster with
@@ -371,6 +473,8 @@ class AutoregressiveModel(ImageModel):
     """
     images = self._check_images(images)
     labels = self._check_condition(labels, condition, images.shape[0])
+    if images.shape[0] == 0:  # Nothing to score (convolutions fail on empty batches).
+      return tf.zeros([0], tf.float32)
     if self._log_prob_fn is None:
       self._log_prob_fn = tf.function(
           lambda inputs: self.distribution(inputs).log_prob(inputs["image"]),
@@ -440,9 +544,7 @@ class AutoregressiveModel(ImageModel):
       ValueError: for bad `num`, `labels` or `noise`, or `fast=True` on a model
         without a cached sampler.
     """
-    num = int(num)
-    if num < 1:
-      raise ValueError(f"num must be a positive number of images, got {num}.")
+    num = self._check_num(num)
     if fast is None:
       fast = self.supports_fast_sampling
     elif fast and not self.supports_fast_sampling:
@@ -454,9 +556,7 @@ class AutoregressiveModel(ImageModel):
         noise = tf.random.uniform(shape)
       else:
         noise = tf.random.stateless_uniform(shape, seed=[int(seed), 0])
-    noise = tf.convert_to_tensor(noise, tf.float32)
-    if tuple(noise.shape) != shape:
-      raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}.")
+    noise = self._check_uniform(noise, shape)
     fill = self._fill_fns.get(bool(fast))
     if fill is None:
       fill = tf.function(self.incremental_fill if fast else self._naive_fill,

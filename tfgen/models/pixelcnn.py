@@ -59,6 +59,7 @@ class PixelCNN(base.AutoregressiveModel):
       "input_kernel_size": 7,
       "kernel_size": 7,
   }
+  ODD_HPARAMS = ("input_kernel_size", "kernel_size")
 
   def __init__(self, image_shape, num_levels, num_classes=None, name=None, **hparams):
     super().__init__(image_shape, num_levels, num_classes, name=name, **hparams)

@@ -355,7 +355,7 @@ class _PixelRNN(base.AutoregressiveModel):
   BiLSTM the first layer's right-to-left gates also read the pixels (see there).
   With `condition_dim`, V^T h of a float vector h `[B, D]` goes in the same places.
 
-  Subclasses set `MODEL_NAME`, `HPARAMS`, `_ODD_KERNELS` (the hyper-parameters that
+  Subclasses set `MODEL_NAME`, `HPARAMS`, `ODD_HPARAMS` (the hyper-parameters that
   are kernel sizes) and `_GATE_MAPS` (gate maps per layer, for the class biases), and
   define `_make_lstm(units, colors, index)` and `_lstm(lstm, stream, condition, pixels)`.
   """
@@ -373,10 +373,6 @@ class _PixelRNN(base.AutoregressiveModel):
           f"{kind} needs hidden_dim and output_dim of at least the {colors} colour channels "
           f"(one feature group per channel), got hidden_dim={hp['hidden_dim']}, "
           f"output_dim={hp['output_dim']}. Raise them to {colors} or more.")
-    for key in self._ODD_KERNELS:
-      if hp[key] < 1 or hp[key] % 2 == 0:
-        raise ValueError(f"{kind} hyper-parameter {key} must be a positive odd number (a "
-                         f"centred masked kernel), got {hp[key]}.")
     h = hp["hidden_dim"]
 
     def conv(filters, size, mask="B", **kwargs):
@@ -523,7 +519,7 @@ class RowLSTM(_PixelRNN):
       "input_kernel_size": 7,
       "output_dim": 64,
   }
-  _ODD_KERNELS = ("kernel_size", "input_kernel_size")
+  ODD_HPARAMS = ("kernel_size", "input_kernel_size")
   _GATE_MAPS = 1
 
   @property
@@ -657,7 +653,7 @@ class DiagonalBiLSTM(_PixelRNN):
       "output_dim": 64,
       "right_to_left_reads_pixels": True,
   }
-  _ODD_KERNELS = ("input_kernel_size",)
+  ODD_HPARAMS = ("input_kernel_size",)
   _GATE_MAPS = 2
 
   @property

@@ -141,6 +141,8 @@ class LatentModel(base.ImageModel):
     if z.shape.rank != 2 or z.shape[-1] != self.latent_dim:
       raise ValueError(
           f"Latent codes must have shape (B, {self.latent_dim}), got {tuple(z.shape)}.")
+    if tf.executing_eagerly() and not bool(tf.reduce_all(tf.math.is_finite(z))):
+      raise ValueError("Latent codes z hold NaN or inf values.")
     return z, self._check_labels(labels, z.shape[0])
 
   @property
@@ -380,6 +382,8 @@ class VAE(LatentModel):
       raise ValueError(f"num_importance_samples must be positive, got {k}.")
     images, labels = self._checked(images, labels)
     batch = int(images.shape[0])
+    if batch == 0:  # Nothing to score (the encoder's layers fail on empty batches).
+      return tf.zeros([0], tf.float32)
     per_sample = max(1, batch * self.num_subpixels // self.image_shape[-1]
                      * self.head.num_params)
     chunk = int(max(1, min(k, max_elements // per_sample)))
@@ -496,9 +500,7 @@ class VAE(LatentModel):
     Returns:
       int32 `[num, H, W, C]` levels.
     """
-    num = int(num)
-    if num < 1:
-      raise ValueError(f"num must be a positive number of images, got {num}.")
+    num = self._check_num(num)
     labels = self._check_labels(labels, num)
     shape = (num,) + self.image_shape
     if seed is None:
@@ -510,9 +512,7 @@ class VAE(LatentModel):
     z, _ = self._check_codes(draw_z() if z is None else z, labels)
     if mean:
       return tf.cast(tf.round(self.decode_mean(z, labels)), tf.int32)
-    noise = tf.convert_to_tensor(draw_u() if noise is None else noise, tf.float32)
-    if tuple(noise.shape) != shape:
-      raise ValueError(f"noise must have shape {shape}, got {tuple(noise.shape)}.")
+    noise = self._check_uniform(draw_u() if noise is None else noise, shape)
     return self.sample_from_noise({"z": z, "noise": noise}, labels)
 
 
