@@ -156,8 +156,7 @@ def test_iwae_bounds_elbo_and_tightens_with_k():
 
 def test_kl_warmup_starts_from_the_reconstruction_alone():
   model = models.build("vae", (4, 4, 1), 2, kl_warmup_steps=100, **TINY)
-  model.compile(keras.optimizers.Adam(1e-3))
-  model.optimizer.build(model.trainable_variables)
+  model.compile(keras.optimizers.Adam(1e-3))  # Builds the optimizer: iterations exists.
   images = np.random.default_rng(0).integers(0, 2, (8, 4, 4, 1))
   out = model({"image": images})
   loss = float(model.compute_loss({"image": images}, y_pred=out, training=True))

@@ -601,8 +601,7 @@ def _train_and_evaluate(config, workdir, strategy, chief, on_trained):
       learning_rate = keras.optimizers.schedules.ExponentialDecay(
           config.learning_rate, decay_steps=1, decay_rate=EXPONENTIAL_DECAY_RATE)
     ema = {"use_ema": True, "ema_momentum": config.ema_decay} if config.ema_decay else {}
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, **ema))
-    model.optimizer.build(model.trainable_variables)
+    model.compile(optimizer=keras.optimizers.Adam(learning_rate, **ema))  # Builds it too.
   if chief:  # After the build: a config that cannot build must not block a fixed rerun.
     files.atomic_json(config_path, dataclasses.asdict(config))  # Other workers read it.
   clock = _Clock()

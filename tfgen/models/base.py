@@ -309,6 +309,11 @@ class ImageModel(HParamsMixin, keras.Model):
           f"Model {self.name!r} defines its own loss (see its compute_loss); call "
           "compile() without `loss`.")
     super().compile(optimizer=optimizer, **kwargs)
+    # Built now (the model's variables exist from construction): built lazily inside
+    # the first traced step, a step that fails on bad data leaves the next `fit`
+    # "creating variables on a non-first call".
+    if self.built and not self.optimizer.built:
+      self.optimizer.build(self.trainable_variables)
 
   def train_step(self, data):
     return self._reducible_logs(super().train_step(self._checked_batch(data)))
@@ -408,8 +413,7 @@ class ImageModel(HParamsMixin, keras.Model):
     config = keras.saving.deserialize_keras_object(config)
     if config.get("loss") is None:
       config.pop("loss", None)
-    self.compile(**config)
-    self.optimizer.build(self.trainable_variables)
+    self.compile(**config)  # Builds the optimizer too.
 
   # ---- serialization ----------------------------------------------------------------
 
