@@ -511,6 +511,12 @@ def test_missing_npz_file(tmp_path):
 def test_corrupt_npz_file(tmp_path):
   path = tmp_path / "bad.npz"
   path.write_bytes(b"\x00garbage, not a zip archive" * 10)
+  with pytest.raises(ValueError, match="is not a NumPy .npz archive"):
+    data.load(f"npz:{path}")
+  # A zip that is no npz (a member that is not .npy) is a read error.
+  import zipfile
+  with zipfile.ZipFile(path, "w") as z:
+    z.writestr("images.npy", b"not an array")
   with pytest.raises(ValueError, match="cannot be read as a NumPy .npz"):
     data.load(f"npz:{path}")
 

@@ -280,6 +280,18 @@ def test_saved_model_runs_in_tf1_session_loader_and_saved_model_cli(
   np.testing.assert_allclose(nats, reference, rtol=1e-4)
 
 
+def test_a_model_that_has_sampled_and_scored_still_exports(tmp_path):
+  # Its traced functions are cached on the model; none may reach the SavedModel.
+  model = checks.randomize(models.build("pixelcnn", (4, 4, 1), 2, **PIXELCNN))
+  images = model.sample(2, seed=0)
+  model.sample(2, seed=0, fast=False)
+  model.log_prob(images)
+  export_lib.export(model, str(tmp_path), formats=["saved_model"])
+  saved = tf.saved_model.load(str(tmp_path / "saved_model")).signatures
+  np.testing.assert_allclose(saved["log_prob"](images=images)["log_prob_nats"],
+                             model.log_prob(images).numpy(), rtol=1e-4)
+
+
 def _tree(path):
   """{relative path: bytes} of every file below `path`."""
   out = {}

@@ -55,7 +55,7 @@ def test_equality_check_catches_an_off_by_one_cache_window(monkeypatch):
     return tf.einsum("bwf,wfo->bo", window, kernel) + self.bias
 
   monkeypatch.setattr(layers.MaskedConv2D, "horizontal", horizontal_without_centre)
-  model._fill_fns.clear()
+  model._function_cache.functions.clear()
   fast = model.sample(4, seed=0, fast=True).numpy()
   assert not np.array_equal(fast, naive)
 
@@ -142,7 +142,7 @@ def test_gated_equality_check_catches_a_broken_cache(monkeypatch, broken, shape,
   naive = model.sample(4, seed=0, labels=labels, fast=False).numpy()
   np.testing.assert_array_equal(model.sample(4, seed=0, labels=labels).numpy(), naive)
   monkeypatch.setattr(layers.CausalConv2D, *broken)
-  model._fill_fns.clear()
+  model._function_cache.functions.clear()
   fast = model.sample(4, seed=0, labels=labels, fast=True).numpy()
   assert not np.array_equal(fast, naive)
 

@@ -60,14 +60,20 @@ def test_a_second_run_into_a_busy_directory_is_refused_at_once(tmp_path):
   assert not (tmp_path / "config.json").exists()  # The refused run wrote nothing.
 
 
-def test_a_dead_runs_lock_is_taken_over_with_a_message(tmp_path):
-  # A holder killed with -9: the kernel drops its flock, its record stays in the file.
+def _lock_holder(directory):
+  """A live process holding `directory`'s run lock, as a training run does."""
   holder = subprocess.Popen(
       [sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]);"
        "from tfgen import files; lock = files.RunLock(sys.argv[2]).__enter__();"
-       "print('held', flush=True); time.sleep(600)", REPO_ROOT, str(tmp_path)],
+       "print('held', flush=True); time.sleep(600)", REPO_ROOT, str(directory)],
       stdout=subprocess.PIPE, text=True)
   assert holder.stdout.readline().strip() == "held"
+  return holder
+
+
+def test_a_dead_runs_lock_is_taken_over_with_a_message(tmp_path):
+  # A holder killed with -9: the kernel drops its flock, its record stays in the file.
+  holder = _lock_holder(tmp_path)
   with pytest.raises(files.RunBusyError):
     files.RunLock(str(tmp_path)).__enter__()
   holder.kill()
@@ -79,23 +85,26 @@ def test_a_dead_runs_lock_is_taken_over_with_a_message(tmp_path):
     assert len(messages) == 1
 
 
-def test_two_train_main_runs_into_one_directory(tmp_path):
-  model_dir = str(tmp_path / "run")
-  args = ["--dataset=digits", f"--hparams={TINY_FLAG}", "--batch_size=32", "--verbose=0",
-          "--train_steps=400", "--checkpoint_every=5", "--num_samples=0",
-          f"--model_dir={model_dir}"]
-  first = _main(args)
-  deadline = time.time() + 120
-  while time.time() < deadline and not os.path.exists(os.path.join(model_dir, "config.json")):
-    time.sleep(0.05)
-  second = _main(args[:-1] + ["--learning_rate=0.5", f"--model_dir={model_dir}"])
-  _, err = second.communicate(timeout=300)
-  first.kill()
-  first.wait()
-  assert second.returncode == 1
-  assert "is in use by a running training" in err and "Traceback" not in err, err
-  saved = json.load(open(os.path.join(model_dir, "config.json")))
-  assert saved["learning_rate"] == 2e-3  # The first run's, untouched.
+def test_train_main_into_a_busy_directory_is_one_paragraph(tmp_path):
+  # The directory of a run in progress (a process holding its lock, as train_main
+  # does while it trains), with its config.json: a second run with another
+  # configuration is refused before it reads or writes anything there.
+  model_dir = tmp_path / "run"
+  model_dir.mkdir()
+  (model_dir / "config.json").write_text('{"learning_rate": 0.002}')
+  holder = _lock_holder(model_dir)
+  try:
+    proc = _main(["--dataset=digits", f"--hparams={TINY_FLAG}", "--learning_rate=0.5",
+                  "--train_steps=2", f"--model_dir={model_dir}"])
+    _, err = proc.communicate(timeout=300)
+  finally:
+    holder.kill()
+    holder.wait()
+  assert proc.returncode == 1
+  assert "is in use by a running training" in err and f"pid {holder.pid}" in err, err
+  assert "Traceback" not in err and err.strip().startswith("Error:"), err
+  assert (model_dir / "config.json").read_text() == '{"learning_rate": 0.002}'
+  assert sorted(os.listdir(model_dir)) == [".lock", "config.json"]
 
 
 # ---- checkpoints, config.json and interrupted writes --------------------------------

@@ -360,7 +360,7 @@ def test_fast_sampler_check_catches_a_wrong_plan(monkeypatch):
   assert not np.array_equal(model.sample(4, seed=0).numpy(), naive)
   # A plan whose output needs pixels not drawn yet is refused when it is built.
   monkeypatch.setattr(pixelcnn_pp.incremental, "shift_taps", _shift_taps_no_rows)
-  model._fill_fns.clear()
+  model._function_cache.functions.clear()
   with pytest.raises(ValueError, match="Not causal"):
     model.sample(4, seed=0)
 
@@ -386,7 +386,8 @@ def test_overfits_a_few_images():
   images = np.random.default_rng(0).integers(0, 4, (4, 4, 4, 1)).astype(np.uint8)
   model = models.build("pixelcnn_pp", (4, 4, 1), 4, num_filters=12, num_resnet=1,
                        num_scales=2, num_mixtures=3)
-  model.compile(keras.optimizers.Adam(1e-2))
+  # 1e-2 oscillates here (2.16 -> 1.79 bits/dim, measured 2026-12-02); 3e-3 reaches 0.27.
+  model.compile(keras.optimizers.Adam(3e-3))
   before = model.evaluate(images, batch_size=4, verbose=0, return_dict=True)["bits_per_dim"]
   # One epoch of the same batch repeated: Keras's per-epoch overhead once.
   model.fit(np.tile(images, (120, 1, 1, 1)), batch_size=4, epochs=1, shuffle=False, verbose=0)

@@ -315,7 +315,7 @@ def test_fast_sampler_check_catches_an_off_by_one_window(monkeypatch):
     return tf.einsum("bwf,wfo->bo", window, kernel) + self.bias
 
   monkeypatch.setattr(layers.MaskedConv2D, "horizontal", horizontal_without_centre)
-  model._fill_fns.clear()
+  model._function_cache.functions.clear()
   assert not np.array_equal(model.sample(4, seed=0, fast=True).numpy(), naive)
 
 
@@ -337,7 +337,7 @@ def test_diagonal_fast_sampler_check_catches_a_broken_carry(monkeypatch, broken)
   model = _sensitive_diagonal_bilstm((5, 5, 1), 4)
   naive = model.sample(8, seed=0, fast=False).numpy()
   monkeypatch.setattr(pixelrnn.DiagonalBiLSTMLayer, "recurrent_gates", broken)
-  model._fill_fns.clear()
+  model._function_cache.functions.clear()
   assert not np.array_equal(model.sample(8, seed=0, fast=True).numpy(), naive)
 
 
@@ -423,7 +423,7 @@ def test_build_errors_say_what_to_do():
     models.build("diagonal_bilstm", (8, 8, 1), 2, kernel_size=3)
   with pytest.raises(ValueError, match="num_layers must be positive"):
     models.build("row_lstm", (8, 8, 1), 2, num_layers=0)
-  with pytest.raises(ValueError, match="kernel_size must be a positive odd number"):
+  with pytest.raises(ValueError, match="'kernel_size' of model 'row_lstm' must be a positive odd"):
     models.build("row_lstm", (8, 8, 1), 2, kernel_size=2)
   with pytest.raises(ValueError, match="must be a bool"):
     models.build("diagonal_bilstm", (8, 8, 1), 2, right_to_left_reads_pixels=1)

@@ -344,6 +344,9 @@ def _npz(path, num_levels):
   try:
     with np.load(path, allow_pickle=False) as f:
       data = {k: f[k] for k in f.files}
+    odd = sorted(k for k, v in data.items() if not isinstance(v, np.ndarray))
+    if odd:  # NpzFile returns the raw bytes of a member that is not an .npy array.
+      raise ValueError(f"members {odd} are not .npy arrays")
   except Exception as e:  # A truncated or non-npz file: numpy raises several kinds.
     raise ValueError(f"{spec}: cannot be read as a NumPy .npz archive ({e}).") from e
 

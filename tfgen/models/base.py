@@ -73,6 +73,15 @@ class HParamsMixin:
     return resolved
 
 
+class _FunctionCache:
+  """Traced `tf.function`s of a model, kept where TensorFlow's object graph does not
+  look: held in a (tracked) attribute dict, they would be saved with the model by
+  `tf.saved_model.save` (the exporter), and a dict with non-string keys cannot be."""
+
+  def __init__(self):
+    self.functions = {}
+
+
 class ImageModel(HParamsMixin, keras.Model):
   """What every tfgen model shares: image and label checks, Keras plumbing, config.
 
@@ -120,6 +129,14 @@ class ImageModel(HParamsMixin, keras.Model):
     self.num_classes = None if num_classes is None else int(num_classes)
     self.condition_dim = None if condition_dim is None else int(condition_dim)
     self.hparams = resolved
+    self._function_cache = _FunctionCache()
+
+  def _compiled(self, key, make):
+    """The model's traced function `key`, made by `make()` on first use."""
+    functions = self._function_cache.functions
+    if key not in functions:
+      functions[key] = make()
+    return functions[key]
 
   @property
   def is_conditional(self):
@@ -451,8 +468,6 @@ class AutoregressiveModel(ImageModel):
         self.PIXEL_DISTRIBUTION, self.num_levels, self.image_shape[-1])
     self.nll_tracker = keras.metrics.Mean(name="nll")
     self.bits_per_dim_tracker = keras.metrics.Mean(name="bits_per_dim")
-    self._log_prob_fn = None
-    self._fill_fns = {}
 
   # ---- likelihood -------------------------------------------------------------------
 
@@ -479,11 +494,10 @@ class AutoregressiveModel(ImageModel):
     labels = self._check_condition(labels, condition, images.shape[0])
     if images.shape[0] == 0:  # Nothing to score (convolutions fail on empty batches).
       return tf.zeros([0], tf.float32)
-    if self._log_prob_fn is None:
-      self._log_prob_fn = tf.function(
-          lambda inputs: self.distribution(inputs).log_prob(inputs["image"]),
-          reduce_retracing=True)
-    return self._log_prob_fn(self._inputs(images, labels))
+    log_prob = self._compiled("log_prob", lambda: tf.function(
+        lambda inputs: self.distribution(inputs).log_prob(inputs["image"]),
+        reduce_retracing=True))
+    return log_prob(self._inputs(images, labels))
 
   def test_metrics(self, dataset, **options):
     """Exact test NLL: `{"nll_nats": per image, "bits_per_dim": ...}`.
@@ -561,11 +575,8 @@ class AutoregressiveModel(ImageModel):
       else:
         noise = tf.random.stateless_uniform(shape, seed=[int(seed), 0])
     noise = self._check_uniform(noise, shape)
-    fill = self._fill_fns.get(bool(fast))
-    if fill is None:
-      fill = tf.function(self.incremental_fill if fast else self._naive_fill,
-                         reduce_retracing=True)
-      self._fill_fns[bool(fast)] = fill
+    fill = self._compiled("fill_fast" if fast else "fill_naive", lambda: tf.function(
+        self.incremental_fill if fast else self._naive_fill, reduce_retracing=True))
     images = tf.zeros(shape, tf.int32)
     height = self.image_shape[0]
     if not progress:

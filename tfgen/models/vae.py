@@ -293,7 +293,6 @@ class VAE(LatentModel):
     self._build_coders(2 * self.latent_dim, self.head.num_params)
     self.trackers = {name: keras.metrics.Mean(name=name)
                      for name in ("neg_elbo", "elbo", "reconstruction", "kl")}
-    self._fns = {}
     self._finish_init()
 
   def call(self, inputs, training=False):
@@ -387,9 +386,8 @@ class VAE(LatentModel):
     per_sample = max(1, batch * self.num_subpixels // self.image_shape[-1]
                      * self.head.num_params)
     chunk = int(max(1, min(k, max_elements // per_sample)))
-    fn = self._fns.get("log_prob")
-    if fn is None:
-      fn = self._fns["log_prob"] = tf.function(self._iw_log_prob, reduce_retracing=True)
+    fn = self._compiled("iw_log_prob",
+                        lambda: tf.function(self._iw_log_prob, reduce_retracing=True))
     return fn(images, labels, tf.constant(k), tf.constant(chunk), tf.constant(int(seed)))
 
   def _iw_log_prob(self, images, labels, k, chunk, seed):
