@@ -241,6 +241,21 @@ def test_fit_and_evaluate_check_their_batches(conditional_model, method, images,
     np.testing.assert_array_equal(a, b)
 
 
+def test_numpy_fit_and_train_on_batch_are_checked_too():
+  # Keras hands these steps (x, y, sample_weight) tuples rather than the inputs.
+  model = models.build("pixelcnn", (4, 4, 1), 2, **TINY)
+  model.compile(keras.optimizers.Adam())
+  model.train_on_batch(_GOOD)
+  model.fit(_GOOD, batch_size=4, verbose=0)
+  model.evaluate(_GOOD, batch_size=4, verbose=0)
+  for call in (lambda: model.train_on_batch(_GOOD * 2),
+               lambda: model.fit(_GOOD * 2, batch_size=4, verbose=0)):
+    with pytest.raises(tf.errors.InvalidArgumentError, match="levels must lie in"):
+      call()
+  with pytest.raises(ValueError, match="float32 images"):  # Keras casts numpy floats.
+    model.fit(_GOOD / 1.0, batch_size=4, verbose=0)
+
+
 def test_fit_trains_on_good_batches(conditional_model):
   conditional_model.fit(_dataset(_GOOD, _LABELS), verbose=0)  # The checks pass it.
   conditional_model.evaluate(_dataset(_GOOD, _LABELS), verbose=0)

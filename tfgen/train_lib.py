@@ -503,8 +503,8 @@ class _Progbar(keras.callbacks.ProgbarLogger):
     super()._finalize_progbar(logs)
 
 
-def _intact(path):
-  """Whether every tensor of checkpoint `path` reads back (a damaged file raises)."""
+def _damage(path):
+  """What is wrong with checkpoint `path`, or None when every tensor of it reads back."""
   try:
     reader = tf.train.load_checkpoint(path)
     for name in reader.get_variable_to_shape_map():
@@ -546,7 +546,7 @@ def _restore(checkpoint, checkpoint_dir):
   """
   damaged = []
   for path in _checkpoints_newest_first(checkpoint_dir):
-    problem = _intact(path)
+    problem = _damage(path)
     if problem:
       damaged.append(f"{path} ({problem})")
       continue

@@ -345,8 +345,12 @@ class ImageModel(HParamsMixin, keras.Model):
     levels and labels by assertions that run with the step, on any device: a level
     >= K or a label >= num_classes would otherwise be a raw gather error on a CPU and
     silently NaN or zero on a GPU.
+
+    Args:
+      data: what Keras passes a step: the inputs, or `(inputs, y, sample_weight)`.
     """
-    images, labels = unpack_inputs(data)
+    inputs = data[0] if isinstance(data, tuple) else data
+    images, labels = unpack_inputs(inputs)
     images = tf.convert_to_tensor(images)
     if not images.dtype.is_integer:
       raise ValueError(
@@ -375,7 +379,7 @@ class ImageModel(HParamsMixin, keras.Model):
           tf.reduce_min(images) >= 0, ["Image levels must be >= 0; a batch holds a negative "
                                        "level."]))
     if self.condition_dim is not None:
-      condition = data.get("condition") if isinstance(data, dict) else None
+      condition = inputs.get("condition") if isinstance(inputs, dict) else None
       if condition is None:
         raise ValueError(
             f"Model {self.name!r} is conditioned on a vector: give the dataset a "
@@ -397,7 +401,8 @@ class ImageModel(HParamsMixin, keras.Model):
           [f"Labels must be class indices in [0, {self.num_classes}); a batch holds one "
            "outside that range."]))
     with tf.control_dependencies(checks):
-      return tf.nest.map_structure(tf.identity, data)
+      inputs = tf.nest.map_structure(tf.identity, inputs)
+    return (inputs,) + data[1:] if isinstance(data, tuple) else inputs
 
   def _reducible_logs(self, logs):
     # Keras (3.15) reduces step logs across a multi-worker cluster with
