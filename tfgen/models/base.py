@@ -358,17 +358,16 @@ class ImageModel(HParamsMixin, keras.Model):
           f"it models integer pixel levels in [0, {self.num_levels}). Convert floats in "
           f"[0, 1] with tf.cast(tf.round(x * {self.num_levels - 1}), tf.int32) in the "
           "input pipeline.")
+    wrong_shape = (f"Model {self.name!r} takes images of shape (batch,) + {self.image_shape}, "
+                   "got {}. Resize the data or build the model for its "
+                   "shape.")
     shape = tuple(images.shape[1:])
     if images.shape.rank != 4 or any(
         got is not None and got != want for got, want in zip(shape, self.image_shape)):
-      raise ValueError(
-          f"Model {self.name!r} takes images of shape (batch,) + {self.image_shape}, got "
-          f"batches of shape {tuple(images.shape)}. Resize the data or build the model "
-          "for its shape.")
+      raise ValueError(wrong_shape.format(f"batches of shape {tuple(images.shape)}"))
     checks = [tf.debugging.Assert(  # Static shapes may be relaxed by retracing.
         tf.reduce_all(tf.shape(images)[1:] == tf.constant(self.image_shape, tf.int32)),
-        [f"Model {self.name!r} takes images of shape (batch,) + {self.image_shape}; a batch "
-         "has another shape. Resize the data or build the model for its shape."]),
+        [wrong_shape.format("a batch of another shape")]),
               tf.debugging.Assert(
         tf.reduce_max(images) < self.num_levels,
         [f"Image levels must lie in [0, {self.num_levels}) for this model (num_levels="
