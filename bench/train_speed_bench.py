@@ -18,6 +18,7 @@ throughput at the time.
 Prints one JSON object (and writes it to --out):
 
   machine: CPU model, cores, TensorFlow/Keras versions, date
+  auto_policy: the policy `--mixed_precision=auto` picks on this machine
   conv_gflops: {float32, bfloat16}: the plain convolution's GFLOP/s (2 flops per MAC)
   results: a list of {model, precision, num_params, step_seconds, images_per_second,
     useful_gflop_per_image, achieved_gflops, fraction_of_conv_peak, vs_tfd_pixelcnn}
@@ -256,7 +257,9 @@ def main(argv):
                  achieved_gflops=round(gflop * ips, 1),
                  fraction_of_conv_peak=round(gflop * ips / conv_gflops[compute], 3))
     results.append(row)
-  report = {"machine": _machine(), "batch_size": batch, "side": side,
+  from tfgen import precision  # pylint: disable=g-import-not-at-top
+  report = {"machine": _machine(), "auto_policy": precision.auto_policy(),
+            "batch_size": batch, "side": side,
             "rounds": _ROUNDS.value, "steps_per_round": _STEPS.value,
             "conv_gflops": {k: round(v, 1) for k, v in conv_gflops.items()},
             "results": results, "input_images_per_second": _input_speed(batch)}

@@ -6,6 +6,7 @@ import pytest
 import tensorflow as tf
 
 from tfgen import models
+from tfgen import precision
 from tfgen import train_lib
 
 TINY = dict(hidden_dim=6, num_blocks=1, output_dim=12, input_kernel_size=3, kernel_size=3)
@@ -114,6 +115,57 @@ def test_mixed_precision_keeps_the_likelihood_in_float32(policy, classes):
   for fast in (True, False):
     samples = mixed.sample(2, seed=0, labels=labels, fast=fast).numpy()
     assert samples.shape == (2, 5, 5, 1) and samples.min() >= 0 and samples.max() < 3
+
+
+# ---- the auto policy ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flags,capabilities,expected", [
+    ({"avx512f", "avx512_bf16"}, [], "mixed_bfloat16"),
+    ({"avx512f", "amx_bf16"}, [], "mixed_bfloat16"),
+    ({"avx512f", "avx2"}, [], "float32"),
+    (set(), [], "float32"),
+    ({"avx512_bf16"}, [(8, 0), (9, 0)], "mixed_bfloat16"),
+    ({"avx512_bf16"}, [(7, 5)], "mixed_float16"),
+    ({"avx512_bf16"}, [(8, 6), (7, 0)], "mixed_float16"),  # The slowest GPU decides.
+    ({"avx512_bf16"}, [(6, 1)], "float32")])
+def test_auto_policy_follows_the_hardware(flags, capabilities, expected):
+  assert precision.auto_policy(flags, capabilities) == expected
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+  cpuinfo = tmp_path / "cpuinfo"
+  cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx512f avx512_bf16\n")
+  assert precision.cpu_flags(str(cpuinfo)) == {"fpu", "avx512f", "avx512_bf16"}
+  assert precision.cpu_flags(str(tmp_path / "missing")) == set()
+
+
+def test_use_sets_the_global_policy_and_resolve_refuses_unknown_names():
+  try:
+    assert precision.use("mixed_bfloat16") == "mixed_bfloat16"
+    assert keras.mixed_precision.global_policy().name == "mixed_bfloat16"
+    assert precision.use("none") == "float32"
+    assert keras.mixed_precision.global_policy().name == "float32"
+    assert precision.resolve("auto") == precision.auto_policy()
+    with pytest.raises(ValueError, match="mixed_precision must be one of"):
+      precision.resolve("bfloat16")
+  finally:
+    keras.mixed_precision.set_global_policy("float32")
+
+
+def test_a_mixed_run_evaluates_and_saves_in_float32(tmp_path):
+  # Training in bf16; the saved model, the metrics and the test NLL are float32's.
+  config = train_lib.TrainConfig(hparams=dict(TINY), dataset="digits", train_steps=2,
+                                 batch_size=8, num_samples=0, verbose=0,
+                                 mixed_precision="mixed_bfloat16")
+  metrics = train_lib.train_and_evaluate(config, str(tmp_path))
+  assert metrics["precision"] == "mixed_bfloat16"
+  saved = keras.models.load_model(str(tmp_path / "model.keras"))
+  assert saved.dtype_policy.name == "float32" and saved.input_conv.compute_dtype == "float32"
+  assert int(saved.optimizer.iterations.numpy()) == 2  # The trained optimizer came along.
+  data = train_lib.load_data(config)
+  exact = saved.test_metrics(data.dataset("test", 256))
+  assert exact["nll_nats"] == pytest.approx(metrics["test_nll_nats"], rel=1e-6)
 
 
 if __name__ == "__main__":

@@ -89,3 +89,64 @@ def test_config_round_trip():
 
 if __name__ == "__main__":
   raise SystemExit(pytest.main([__file__, "-q"]))
+
+
+# ---- the cut kernels equal the full masked convolution --------------------------------
+
+
+def _full_masked_conv(layer, x):
+  """The definition: a 'same' convolution with the whole kernel times the mask."""
+  kernel = layer.kernel * layer.mask
+  return tf.nn.conv2d(x, kernel, 1, "SAME", dilations=list(layer.dilation_rate)) + layer.bias
+
+
+def _tap_below_centre(layer):
+  """A deliberately broken mask: one tap below the centre row, bottom-right corner."""
+  mask = layer.mask.copy()
+  mask[-1, -1] = 1.0
+  return mask
+
+
+@pytest.mark.parametrize("kernel,mask_type,colors,dilation,broken", [
+    ((7, 7), "B", 1, 1, False), ((7, 7), "A", 3, 1, False), ((3, 5), "B", 3, 1, False),
+    ((1, 1), "B", 3, 1, False), ((1, 1), "A", 1, 1, False), ((1, 5), "A", 1, 1, False),
+    ((5, 5), "B", 1, 2, False), ((5, 5), "B", 1, 1, True), ((3, 3), "A", 3, 1, True)])
+def test_masked_conv_computes_only_used_taps_exactly(kernel, mask_type, colors, dilation,
+                                                    broken):
+  # The layer cuts its kernel to the box of non-zero mask taps; a mask edited after
+  # build (as the causality tests' broken variants do) must be honoured in full.
+  layer = _randomized(layers.MaskedConv2D(6, kernel, mask_type=mask_type, num_colors=colors,
+                                          dilation_rate=dilation), features=6)
+  if broken:
+    layer.mask = _tap_below_centre(layer)
+  x = tf.random.normal([2, 9, 8, 6], seed=3)
+  np.testing.assert_allclose(layer(x), _full_masked_conv(layer, x), rtol=1e-5, atol=1e-5)
+
+
+def test_masked_conv_box_ignoring_a_tap_would_be_caught():
+  # The comparison above fails for a layer that keeps only rows down to the centre
+  # while its mask has a tap below: the proof that the test can fail.
+  layer = _randomized(layers.MaskedConv2D(6, 5, mask_type="B"), features=6)
+  layer.mask = _tap_below_centre(layer)
+  x = tf.random.normal([2, 9, 8, 6], seed=3)
+  kept_rows = tf.constant(layers.causal_mask((5, 5), 6, 6, "B"))  # rows <= centre only
+  wrong = tf.nn.conv2d(x, layer.kernel * kept_rows, 1, "SAME") + layer.bias
+  assert np.abs(wrong - _full_masked_conv(layer, x)).max() > 1e-3
+
+
+@pytest.mark.parametrize("kernel,direction", [((2, 3), "down"), ((2, 2), "down_right"),
+                                              ((1, 1), "down_right"), ((4, 7), "down")])
+def test_causal_conv_equals_padded_valid_conv(kernel, direction):
+  layer = _randomized(layers.CausalConv2D(5, kernel, direction), features=4)
+  x = tf.random.normal([2, 6, 7, 4], seed=4)
+  padded = tf.pad(x, [[0, 0]] + layer.causal_padding + [[0, 0]])
+  expected = tf.nn.conv2d(padded, layer.kernel, 1, "VALID") + layer.bias
+  np.testing.assert_allclose(layer(x), expected, rtol=1e-5, atol=1e-5)
+
+
+def test_shifts_move_maps_and_zero_fill():
+  x = tf.random.normal([2, 4, 5, 3], seed=5)
+  np.testing.assert_array_equal(layers.shift_down(x, 2)[:, 2:], x[:, :2])
+  np.testing.assert_array_equal(layers.shift_down(x, 2)[:, :2], 0)
+  np.testing.assert_array_equal(layers.shift_right(x)[:, :, 1:], x[:, :, :4])
+  np.testing.assert_array_equal(layers.shift_right(x)[:, :, :1], 0)

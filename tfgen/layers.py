@@ -113,7 +113,27 @@ class MaskedConv2D(keras.layers.Conv2D):
                             self.mask_type, self.num_colors)
 
   def convolution_op(self, inputs, kernel):
-    return super().convolution_op(inputs, kernel * tf.constant(self.mask, kernel.dtype))
+    kernel = kernel * tf.constant(self.mask, kernel.dtype)  # [kh, kw, F_in, F_out]
+    if tuple(self.strides) != (1, 1):
+      return super().convolution_op(inputs, kernel)
+    # Only the taps the mask keeps are computed: the kernel is cut to the bounding
+    # box of its non-zero taps (for mask A/B the rows down to the centre, a
+    # (k//2 + 1) x k kernel) and the input padded to match, so a 7x7 layer does the
+    # work of a 4x7 one. A 1x1 layer is a matrix product.
+    (top, bottom), (left, right) = self.used_rows_and_columns
+    (ci, cj), (dh, dw) = self.cache_padding, self.dilation_rate
+    kernel = kernel[top:bottom + 1, left:right + 1]
+    padding = [[dh * (ci - top), dh * (bottom - ci)], [dw * (cj - left), dw * (right - cj)]]
+    return causal_conv(inputs, kernel, padding, self.dilation_rate)
+
+  @property
+  def used_rows_and_columns(self):
+    """`((first_row, last_row), (first_col, last_col))`: the smallest box of kernel taps
+    that holds the centre and every non-zero tap of the mask."""
+    rows, cols = np.nonzero(np.asarray(self.mask).any(axis=(2, 3)))
+    ci, cj = self.cache_padding
+    rows, cols = np.append(rows, ci), np.append(cols, cj)
+    return (int(rows.min()), int(rows.max())), (int(cols.min()), int(cols.max()))
 
   def get_config(self):
     config = super().get_config()
@@ -180,19 +200,51 @@ class MaskedConv2D(keras.layers.Conv2D):
     return out + self.bias if self.use_bias else out
 
 
+def causal_conv(inputs, kernel, padding, dilation_rate=(1, 1)):
+  """A stride-1 convolution with zero padding `[[top, bottom], [left, right]]`.
+
+  The one place the causal layers run their convolutions. The input is padded by
+  `tf.pad` and convolved "VALID": measured on CPU (TF 2.21, oneDNN), a convolution
+  with the same explicit padding runs 2-30x slower, forward and backward. A 1x1
+  kernel is a matrix product over the channels.
+
+  Args:
+    inputs: `[B, H, W, F_in]`.
+    kernel: `[kh, kw, F_in, F_out]`, in the inputs' dtype.
+    padding: `[[top, bottom], [left, right]]`, with `top + bottom = dh (kh - 1)` and
+      `left + right = dw (kw - 1)` for an output of the input's size.
+    dilation_rate: `(dh, dw)`.
+
+  Returns:
+    `[B, H', W', F_out]`.
+  """
+  kh, kw, f_in, f_out = kernel.shape
+  if (kh, kw) == (1, 1) and not any(any(p) for p in padding):
+    flat = tf.matmul(tf.reshape(inputs, [-1, f_in]), kernel[0, 0])  # [B H W, F_out]
+    return tf.reshape(flat, tf.concat([tf.shape(inputs)[:-1], [f_out]], 0))
+  if any(any(p) for p in padding):
+    inputs = tf.pad(inputs, [[0, 0]] + [list(p) for p in padding] + [[0, 0]])
+  return tf.nn.conv2d(inputs, kernel, strides=1, padding="VALID",
+                      dilations=list(dilation_rate))
+
+
 def shift_down(x, rows=1):
   """Moves a map `[B, H, W, F]` down by `rows`, zero-filling the top.
 
   After a "down" `CausalConv2D` (rows <= i), output (i, j) then reads rows < i only.
+  Written as a slice then a pad, which are each other's gradients; a strided slice
+  (`x[:, :H]`) has a gradient that costs as much as a convolution on CPU.
   """
   height = x.shape[1]
-  return tf.pad(x, [[0, 0], [rows, 0], [0, 0], [0, 0]])[:, :height]  # [B, H, W, F]
+  kept = tf.slice(x, [0, 0, 0, 0], [-1, height - rows, -1, -1])  # [B, H - rows, W, F]
+  return tf.pad(kept, [[0, 0], [rows, 0], [0, 0], [0, 0]])  # [B, H, W, F]
 
 
 def shift_right(x, cols=1):
   """Moves a map `[B, H, W, F]` right by `cols`, zero-filling the left."""
   width = x.shape[2]
-  return tf.pad(x, [[0, 0], [0, 0], [cols, 0], [0, 0]])[:, :, :width]  # [B, H, W, F]
+  kept = tf.slice(x, [0, 0, 0, 0], [-1, -1, width - cols, -1])  # [B, H, W - cols, F]
+  return tf.pad(kept, [[0, 0], [0, 0], [cols, 0], [0, 0]])  # [B, H, W, F]
 
 
 @keras.saving.register_keras_serializable(package="tfgen")
@@ -258,9 +310,11 @@ class CausalConv2D(keras.layers.Conv2D):
                                              self.mask_type, self.num_colors)
 
   def convolution_op(self, inputs, kernel):
-    inputs = tf.pad(inputs, [[0, 0]] + self.causal_padding + [[0, 0]])
     if self.mask is not None:
       kernel = kernel * tf.constant(self.mask, kernel.dtype)
+    if tuple(self.strides) == (1, 1):
+      return causal_conv(inputs, kernel, self.causal_padding, self.dilation_rate)
+    inputs = tf.pad(inputs, [[0, 0]] + self.causal_padding + [[0, 0]])
     return super().convolution_op(inputs, kernel)
 
   def compute_output_shape(self, input_shape):

@@ -35,10 +35,11 @@ from tfgen import files
 from tfgen import images as images_lib
 from tfgen import latents
 from tfgen import models
+from tfgen import precision as precision_lib
 from tfgen.models import vae as vae_lib
 
 STRATEGIES = ("mirrored", "one_device", "multi_worker")
-MIXED_PRECISION = ("none", "mixed_float16", "mixed_bfloat16")
+MIXED_PRECISION = precision_lib.CHOICES
 BUDGET_CLOCKS = ("wall", "cpu")
 LR_SCHEDULES = ("cosine", "constant", "exponential")
 # PixelCNN++'s per-step learning-rate decay (Salimans et al. 2017, code: lr_decay).
@@ -82,8 +83,12 @@ class TrainConfig:
       configured by TF_CONFIG or by `worker_hosts` and `task_index`).
     worker_hosts: "host:port" of every worker, the same list on every worker.
     task_index: this worker's index in `worker_hosts` (0 is the chief).
-    mixed_precision: "none", "mixed_float16" or "mixed_bfloat16"; the pixel
-      distribution and its log-likelihood stay in float32.
+    mixed_precision: the training precision: "auto" (bfloat16 where the CPU or GPU
+      computes it natively, float16 on GPUs that only have that, else float32; see
+      `tfgen.precision`), "none" (float32), "mixed_float16" or "mixed_bfloat16". The
+      pixel distribution and its log-likelihood stay float32, and evaluation, samples
+      and the saved model.keras are float32 whatever the training precision (the
+      variables are float32 throughout). metrics.json records the resolved policy.
     checkpoint_every: steps between checkpoints (at most that much work is lost).
     eval_batch_size: batch size of evaluation.
     eval_importance_samples: k of the importance-weighted estimate of log p(x) for
@@ -119,7 +124,7 @@ class TrainConfig:
   strategy: str = "mirrored"
   worker_hosts: tuple = ()
   task_index: int | None = None
-  mixed_precision: str = "none"
+  mixed_precision: str = "auto"
   checkpoint_every: int = 200
   eval_batch_size: int = 256
   eval_importance_samples: int = 250
@@ -129,7 +134,9 @@ class TrainConfig:
   # Fields that may change between a run and its resumption.
   RESUMABLE_CHANGES = ("epochs", "train_steps", "num_samples", "checkpoint_every",
                        "eval_batch_size", "eval_importance_samples", "verbose", "download", "data_dir", "strategy",
-                       "max_train_seconds", "budget_clock", "task_index", "worker_hosts")
+                       "max_train_seconds", "budget_clock", "task_index", "worker_hosts",
+                       # The checkpoints hold float32 variables under any policy.
+                       "mixed_precision")
 
   def validate(self):
     """Raises ValueError with a readable message for a bad configuration."""
@@ -254,8 +261,7 @@ def build_model(config, info):
           "Drop --conditional or use a labelled dataset.")
     num_classes = info.num_classes
   previous = keras.mixed_precision.global_policy()
-  if config.mixed_precision != "none":
-    keras.mixed_precision.set_global_policy(config.mixed_precision)
+  keras.mixed_precision.set_global_policy(precision_lib.resolve(config.mixed_precision))
   try:
     return models.build(config.model, image_shape=info.image_shape,
                         num_levels=info.num_levels, num_classes=num_classes,
@@ -592,6 +598,8 @@ def _train_and_evaluate(config, workdir, strategy, chief, on_trained):
   total_steps = config.train_steps or max(1, int(round(config.epochs * steps_per_epoch)))
 
   keras.utils.set_random_seed(config.seed)
+  policy = precision_lib.resolve(config.mixed_precision)
+  _say(config, f"Training in {policy} ({config.mixed_precision!r}).")
   with strategy.scope():
     model = build_model(config, info)
     learning_rate = config.learning_rate
@@ -658,6 +666,15 @@ def _train_and_evaluate(config, workdir, strategy, chief, on_trained):
   if config.ema_decay:  # From here on (evaluation, samples, model.keras): the average.
     with strategy.scope():
       model.optimizer.finalize_variable_values(model.trainable_variables)
+  if policy != "float32":
+    # Evaluation, samples and model.keras in float32: the exact NLL of the trained
+    # weights, and a saved model that exports and samples like any float32 one.
+    with strategy.scope():
+      trained = build_model(dataclasses.replace(config, mixed_precision="none"), info)
+      trained.set_weights(model.get_weights())
+      # The trained optimizer (schedule, moments, EMA) goes with it into model.keras.
+      trained.compile(optimizer=model.optimizer)
+    model = trained
   if on_trained is not None:
     on_trained(model)
 
@@ -679,6 +696,7 @@ def _train_and_evaluate(config, workdir, strategy, chief, on_trained):
       "num_levels": info.num_levels,
       "num_replicas": strategy.num_replicas_in_sync,
       "resumed_from_step": start_step,
+      "precision": policy,
   })
   if not chief:
     return metrics

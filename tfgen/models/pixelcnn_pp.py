@@ -61,7 +61,8 @@ class CausalConv2DTranspose(keras.layers.Conv2DTranspose):
     out = super().call(inputs)  # [B, 2 H_s + kh - 2, 2 W_s + kw - 2, F_out]
     height, width = output_size
     left = (self.kernel_size[1] - 1) // 2 if self.direction == "down" else 0
-    return out[:, :height, left:left + width]
+    # tf.slice, whose gradient is a pad; a strided slice's gradient is slow on CPU.
+    return tf.slice(out, [0, 0, left, 0], [-1, height, width, -1])  # [B, H, W, F_out]
 
   def get_config(self):
     config = super().get_config()

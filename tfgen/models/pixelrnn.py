@@ -83,7 +83,8 @@ def skew(x):
   # row one column further right than the row above.
   padded = tf.pad(x, [[0, 0], [0, 0], [0, height], [0, 0]])  # [B, H, W + H, F]
   flat = tf.reshape(padded, [batch, height * (width + height), features])
-  flat = flat[:, :height * (width + height - 1)]  # [B, H * N, F]
+  # tf.slice, not a strided slice: its gradient is a pad (fast on CPU).
+  flat = tf.slice(flat, [0, 0, 0], [-1, height * (width + height - 1), -1])  # [B, H * N, F]
   return tf.reshape(flat, [batch, height, width + height - 1, features])  # [B, H, N, F]
 
 
@@ -93,7 +94,8 @@ def unskew(x, width):
   batch = tf.shape(x)[0]
   flat = tf.reshape(x, [batch, height * columns, features])  # [B, H * N, F]
   flat = tf.pad(flat, [[0, 0], [0, height], [0, 0]])  # [B, H * (N + 1), F]
-  return tf.reshape(flat, [batch, height, columns + 1, features])[:, :, :width]  # [B, H, W, F]
+  flat = tf.reshape(flat, [batch, height, columns + 1, features])
+  return tf.slice(flat, [0, 0, 0, 0], [-1, -1, width, -1])  # [B, H, W, F]
 
 
 def _scan(step, elems, initializer):
@@ -300,7 +302,8 @@ class DiagonalBiLSTMLayer(keras.layers.Layer):
 
     def step(carry, column_gates):  # column_gates: [2B, H, G]
       state, cell = carry  # each [2B, H, h], skewed column n - 1
-      above = tf.pad(state, [[0, 0], [1, 0], [0, 0]])[:, :height]  # [2B, H, h], row i - 1
+      above = tf.pad(tf.slice(state, [0, 0, 0], [-1, height - 1, -1]),
+                     [[0, 0], [1, 0], [0, 0]])  # [2B, H, h], row i - 1
       taps = tf.reshape(tf.concat([above, state], axis=-1), [2, -1, 2 * self.units])
       recurrent = tf.reshape(tf.matmul(taps, kernel), [2 * batch, height, 4 * self.units])
       return lstm_update(column_gates + recurrent, cell)
