@@ -14,6 +14,7 @@ evaluates on the whole test split, and prints one JSON object:
   pipeline_images_per_second  the tf.data input pipeline alone (must be far above
                               training throughput: input is never the bottleneck)
   train_images_per_second     training throughput (validation excluded)
+  precision                   the training policy (--mixed_precision resolved)
   train_seconds, train_cpu_seconds, train_steps
                               the budget actually used (a --cpu_seconds budget counts
                               this process's CPU time: fair on a shared machine)
@@ -58,6 +59,9 @@ _BATCH = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 _LR = flags.DEFINE_float("learning_rate", 2e-3, "Peak learning rate.")
 _SCHEDULE = flags.DEFINE_string("lr_schedule", "cosine", "cosine or constant.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of initialization and data order.")
+_PRECISION = flags.DEFINE_enum("mixed_precision", "auto",
+                               ["auto", "none", "mixed_float16", "mixed_bfloat16"],
+                               "Training precision (train_main.py's flag).")
 _SAMPLE_BATCH = flags.DEFINE_integer("sample_batch", 16, "Images sampled for timing (0: skip).")
 _PIPELINE_BATCHES = flags.DEFINE_integer("pipeline_batches", 300,
                                          "Batches drawn to time the input pipeline.")
@@ -95,7 +99,8 @@ def main(argv):
       learning_rate=_LR.value, lr_schedule=schedule,
       max_train_seconds=_CPU_SECONDS.value or _MAX_SECONDS.value,
       budget_clock="cpu" if _CPU_SECONDS.value else "wall",
-      num_samples=0, verbose=2, seed=_SEED.value, checkpoint_every=500, **dataset_fields)
+      num_samples=0, verbose=2, seed=_SEED.value, checkpoint_every=500,
+      mixed_precision=_PRECISION.value, **dataset_fields)
   data = train_lib.load_data(config)
   stream = iter(data.dataset("train", config.batch_size, training=True))
   next(stream)
@@ -132,6 +137,7 @@ def main(argv):
       "learning_rate": config.learning_rate,
       "lr_schedule": config.lr_schedule,
       "seed": config.seed,
+      "precision": metrics["precision"],
       "pipeline_images_per_second": round(pipeline_rate, 1),
       "train_images_per_second": round(metrics["train_images_per_second"], 1),
       "train_seconds": round(metrics["train_seconds"], 1),

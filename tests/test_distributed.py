@@ -117,6 +117,38 @@ def test_mixed_precision_keeps_the_likelihood_in_float32(policy, classes):
     assert samples.shape == (2, 5, 5, 1) and samples.min() >= 0 and samples.max() < 3
 
 
+FAMILIES = {
+    "pixelcnn": TINY,
+    "gated_pixelcnn": dict(hidden_dim=6, num_layers=2, kernel_size=3, skip_dim=6,
+                           output_dim=6),
+    "pixelcnn_pp": dict(num_filters=6, num_resnet=1, num_scales=2, num_mixtures=2),
+    "row_lstm": dict(hidden_dim=6, num_layers=1, input_kernel_size=3, output_dim=12),
+    "diagonal_bilstm": dict(hidden_dim=6, num_layers=1, input_kernel_size=3, output_dim=12),
+    "autoencoder": dict(latent_dim=2, hidden_dims="8"),
+    "conv_autoencoder": dict(latent_dim=2),
+    "vae": dict(latent_dim=2, hidden_dims="8"),
+    "conv_vae": dict(latent_dim=2),
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_family_trains_in_bfloat16_with_a_float32_loss(name):
+  # The auto policy is bf16 on AVX512_BF16 machines: every family must train in it.
+  assert sorted(FAMILIES) == models.available()
+  previous = keras.mixed_precision.global_policy()
+  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  try:
+    model = models.build(name, (8, 8, 1), 2, **FAMILIES[name])
+  finally:
+    keras.mixed_precision.set_global_policy(previous)
+  model.compile(keras.optimizers.Adam(1e-3))
+  x = np.random.default_rng(0).integers(0, 2, (4, 8, 8, 1)).astype(np.uint8)
+  logs = model.train_on_batch({"image": x}, return_dict=True)
+  assert np.isfinite(logs["loss"])
+  loss = model.compute_loss({"image": x}, y_pred=model({"image": x}))
+  assert loss.dtype == tf.float32
+
+
 # ---- the auto policy ----------------------------------------------------------------
 
 

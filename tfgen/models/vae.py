@@ -202,7 +202,9 @@ class Autoencoder(LatentModel):
     del y, sample_weight, training
     images, _ = base.unpack_inputs(x)
     target = tf.cast(images, tf.float32) / (self.num_levels - 1)  # [B, H, W, C]
-    error = tf.reduce_mean(tf.square(target - tf.sigmoid(y_pred)), axis=[1, 2, 3])  # [B]
+    # float32 whatever the policy: the loss of a mixed-precision model stays float32.
+    reconstruction = tf.sigmoid(tf.cast(y_pred, tf.float32))  # [B, H, W, C]
+    error = tf.reduce_mean(tf.square(target - reconstruction), axis=[1, 2, 3])  # [B]
     self.mse_tracker.update_state(error)
     return tf.nn.compute_average_loss(error)
 
@@ -221,7 +223,8 @@ class Autoencoder(LatentModel):
 
   def decode_mean(self, z, labels=None):
     z, labels = self._check_codes(z, labels)
-    return tf.sigmoid(self._decoder_params(z, labels)) * (self.num_levels - 1)
+    logits = tf.cast(self._decoder_params(z, labels), tf.float32)  # [B, H, W, C]
+    return tf.sigmoid(logits) * (self.num_levels - 1)
 
   decode = decode_mean
 
