@@ -64,10 +64,10 @@ _WORKER_HOSTS = flags.DEFINE_list(
 _TASK_INDEX = flags.DEFINE_integer(
     "task_index", None, "multi_worker: this worker's index in --worker_hosts (0: chief).")
 _MIXED_PRECISION = flags.DEFINE_enum(
-    "mixed_precision", "auto", ["auto", "none", "mixed_float16", "mixed_bfloat16"],
-    "Training precision. auto: bfloat16 where the CPU (AVX512_BF16, AMX) or GPU "
-    "(compute capability 8+) has it natively, float16 on GPUs with 7.x, else float32; "
-    "none: float32. The pixel distribution, evaluation and model.keras stay float32.")
+    "mixed_precision", "none", ["auto", "none", "mixed_float16", "mixed_bfloat16"],
+    "Training precision. none: float32. auto: bfloat16 where the CPU (AVX512_BF16, AMX) or GPU "
+    "(compute capability 8+) has it natively, float16 on GPUs with 7.x, else float32. "
+    "The pixel distribution, evaluation and model.keras stay float32.")
 _CHECKPOINT_EVERY = flags.DEFINE_integer("checkpoint_every", 200, "Steps between checkpoints.")
 _EVAL_IMPORTANCE_SAMPLES = flags.DEFINE_integer(
     "eval_importance_samples", 250,

@@ -59,7 +59,7 @@ _BATCH = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 _LR = flags.DEFINE_float("learning_rate", 2e-3, "Peak learning rate.")
 _SCHEDULE = flags.DEFINE_string("lr_schedule", "cosine", "cosine or constant.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of initialization and data order.")
-_PRECISION = flags.DEFINE_enum("mixed_precision", "auto",
+_PRECISION = flags.DEFINE_enum("mixed_precision", "none",
                                ["auto", "none", "mixed_float16", "mixed_bfloat16"],
                                "Training precision (train_main.py's flag).")
 _SAMPLE_BATCH = flags.DEFINE_integer("sample_batch", 16, "Images sampled for timing (0: skip).")
