@@ -69,15 +69,15 @@ _OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
 def _machine():
   import keras  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfgen import precision  # pylint: disable=g-import-not-at-top
   cpu = platform.processor()
   try:
     with open("/proc/cpuinfo") as f:
-      lines = f.read().splitlines()
-    cpu = next(l.split(":", 1)[1].strip() for l in lines if l.startswith("model name"))
-    flags_line = next(l for l in lines if l.startswith("flags")).split()
-    extras = [f for f in ("avx512f", "avx512_bf16", "amx_bf16") if f in flags_line]
+      cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
   except (OSError, StopIteration):
-    extras = []
+    pass
+  cpu_flags = precision.cpu_flags()
+  extras = [f for f in ("avx512f",) + precision.BF16_CPU_FLAGS if f in cpu_flags]
   return {"cpu": cpu, "cpu_flags": extras, "cores": os.cpu_count(),
           "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
           "tensorflow": tf.__version__, "keras": keras.__version__,

@@ -21,8 +21,7 @@ building:
 
 Measured with bench/train_speed_bench.py (README): on a 2-core AMD EPYC with
 AVX512_BF16 and no AMX a plain convolution ran 1.9x faster in bfloat16 than in
-float32 and a default PixelCNN training step 1.65x; Intel CPUs with AMX-BF16 ran
-the convolution 3.5x faster.
+float32 and a default PixelCNN training step 1.65x.
 """
 
 import keras
