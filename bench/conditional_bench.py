@@ -69,9 +69,11 @@ def main(argv):
   import numpy as np
   from sklearn import linear_model
   from tfgen import hparams_parser
+  from tfgen import config as config_lib
+  from tfgen import data as data_lib
   from tfgen import train_lib
 
-  config = train_lib.TrainConfig(
+  config = config_lib.TrainConfig.from_flat(
       model=_MODEL.value, hparams=hparams_parser.parse(_HPARAMS.value),
       dataset=f"npz:{_DATA.value}", reduce_levels=_REDUCE_LEVELS.value, conditional=True,
       split_fractions=(0.9, 0.0, 0.1), batch_size=_BATCH.value, epochs=1e6,
@@ -82,7 +84,7 @@ def main(argv):
   metrics = train_lib.train_and_evaluate(config, workdir)
   model = keras.models.load_model(os.path.join(workdir, "model.keras"))
 
-  data = train_lib.load_data(config)
+  data = data_lib.load_config(config.data)
   train_x, train_y = _arrays(data, "train")
   test_x, test_y = _arrays(data, "test")
   start = time.process_time()
@@ -102,7 +104,7 @@ def main(argv):
 
   print(json.dumps({
       "benchmark": "conditional",
-      "model": config.model,
+      "model": config.model.name,
       "hparams": dict(model.hparams),
       "num_params": metrics["num_params"],
       "num_levels": model.num_levels,

@@ -77,6 +77,8 @@ def main(argv):
   del argv
   import keras
   from tfgen import hparams_parser
+  from tfgen import config as config_lib
+  from tfgen import data as data_lib
   from tfgen import train_lib
 
   if _MAX_SECONDS.value and _CPU_SECONDS.value:
@@ -92,7 +94,7 @@ def main(argv):
     if _DATASET.value != "binarized_mnist":
       raise app.UsageError("--test_images applies to binarized_mnist only.")
     data_path = bench_data.subset_npz(data_path, _TEST_IMAGES.value)
-  config = train_lib.TrainConfig(
+  config = config_lib.TrainConfig.from_flat(
       model=_MODEL.value, hparams=hparams_parser.parse(_HPARAMS.value),
       dataset=f"npz:{data_path}",
       conditional=_CONDITIONAL.value, batch_size=_BATCH.value, epochs=epochs,
@@ -101,13 +103,13 @@ def main(argv):
       budget_clock="cpu" if _CPU_SECONDS.value else "wall",
       num_samples=0, verbose=2, seed=_SEED.value, checkpoint_every=500,
       mixed_precision=_PRECISION.value, **dataset_fields)
-  data = train_lib.load_data(config)
-  stream = iter(data.dataset("train", config.batch_size, training=True))
+  data = data_lib.load_config(config.data)
+  stream = iter(data.dataset("train", config.optim.batch_size, training=True))
   next(stream)
   start = time.perf_counter()
   for _ in range(_PIPELINE_BATCHES.value):
     next(stream)
-  pipeline_rate = _PIPELINE_BATCHES.value * config.batch_size / (time.perf_counter() - start)
+  pipeline_rate = _PIPELINE_BATCHES.value * config.optim.batch_size / (time.perf_counter() - start)
 
   workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="tfgen_bench_")
   metrics = train_lib.train_and_evaluate(config, workdir)
@@ -126,17 +128,17 @@ def main(argv):
       "benchmark": "likelihood",
       "dataset": _DATASET.value,
       "test_images": _TEST_IMAGES.value or "all",
-      "model": config.model,
-      "conditional": config.conditional,
-      "hparams": dict(config.hparams) or "defaults",
+      "model": config.model.name,
+      "conditional": config.model.conditional,
+      "hparams": dict(config.model.hparams) or "defaults",
       "num_params": metrics["num_params"],
-      "batch_size": config.batch_size,
+      "batch_size": config.optim.batch_size,
       "epochs": None if until_budget else epochs,
       "max_train_seconds": _MAX_SECONDS.value,
       "cpu_seconds": _CPU_SECONDS.value,
-      "learning_rate": config.learning_rate,
-      "lr_schedule": config.lr_schedule,
-      "seed": config.seed,
+      "learning_rate": config.optim.learning_rate,
+      "lr_schedule": config.optim.lr_schedule,
+      "seed": config.runtime.seed,
       "precision": metrics["precision"],
       "pipeline_images_per_second": round(pipeline_rate, 1),
       "train_images_per_second": round(metrics["train_images_per_second"], 1),

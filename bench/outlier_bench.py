@@ -45,6 +45,7 @@ def main(argv):
   import tempfile
   from tfgen import runs
   from tfgen import scoring
+  from tfgen import config as config_lib
   from tfgen import train_lib
   path = os.path.join(_DATA_DIR.value, "binarized_mnist.npz")
   if not os.path.isfile(path):
@@ -60,7 +61,7 @@ def main(argv):
     run = os.path.join(workdir, name)
     if not os.path.isfile(os.path.join(run, "model.keras")):
       lr = 1e-3 if "vae" in name else 2e-3
-      config = train_lib.TrainConfig(
+      config = config_lib.TrainConfig.from_flat(
           model=name, dataset=f"npz:{path}", batch_size=64, epochs=1000.0,
           learning_rate=lr, lr_schedule="constant", max_train_seconds=_CPU_SECONDS.value,
           budget_clock="cpu", num_samples=0, verbose=0, seed=_SEED.value,

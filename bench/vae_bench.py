@@ -54,9 +54,10 @@ def main(argv):
   from tfgen import data as data_lib
   from tfgen import hparams_parser
   from tfgen import latents
+  from tfgen import config as config_lib
   from tfgen import train_lib
 
-  config = train_lib.TrainConfig(
+  config = config_lib.TrainConfig.from_flat(
       model=_MODEL.value, hparams=hparams_parser.parse(_HPARAMS.value),
       dataset=f"npz:{os.path.join(_DATA_DIR.value, 'binarized_mnist.npz')}",
       batch_size=_BATCH.value, epochs=1e6, learning_rate=_LR.value, lr_schedule="constant",
@@ -77,7 +78,7 @@ def main(argv):
   iwae_seconds = time.perf_counter() - start
   for i in range(0, len(subset), 500):
     elbo.append(model.elbo(subset[i:i + 500], seed=i).numpy())
-  config_default_k = train_lib.TrainConfig().eval_importance_samples
+  config_default_k = config_lib.TrainConfig().outputs.eval_importance_samples
   start = time.perf_counter()
   for i in range(0, 1000, 250):  # The cost of train_main's default k.
     model.log_prob(test[i:i + 250].astype(np.int32), num_importance_samples=config_default_k)
@@ -99,14 +100,14 @@ def main(argv):
                                    _PER_CLASS.value, _SEED.value)
   result = {
       "benchmark": "vae_binarized_mnist",
-      "model": config.model,
+      "model": config.model.name,
       "hparams": dict(model.hparams),
       "num_params": metrics["num_params"],
       "cpu_seconds": _CPU_SECONDS.value,
       "train_cpu_seconds": round(metrics["train_cpu_seconds"], 1),
       "train_seconds": round(metrics["train_seconds"], 1),
       "train_steps": metrics["train_steps"],
-      "epochs": round(metrics["train_steps"] * config.batch_size / 50000, 2),
+      "epochs": round(metrics["train_steps"] * config.optim.batch_size / 50000, 2),
       "test_neg_elbo_nats": round(metrics["test_neg_elbo_nats"], 3),
       "test_kl_nats": round(metrics["test_kl_nats"], 3),
       "active_latent_dims": metrics.get("active_latent_dims"),

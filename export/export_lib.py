@@ -1,9 +1,10 @@
 """Exports a trained tfgen model to a SavedModel and to TFLite samplers.
 
-One exporter for every model family: a model says what randomness its sampler takes
-(`export_noise_specs`), how to sample from it in a graph of TFLite builtin ops
-(`sample_from_noise`), how to score images (`log_prob_graph`) and which extra
-signatures it has (`export_extras`, e.g. a VAE's `encode`/`decode`). This module wraps
+One exporter for every model family: any model that declares both
+`tfgen.models.api.Sampler` and `api.LikelihoodModel` exports. The sampler says what
+randomness it takes (`export_noise_specs`), how to sample in a graph of TFLite builtin
+ops (`sample_from_noise`) and which extra signatures it has (`export_extras`, e.g. a
+VAE's `encode`/`decode`); the likelihood model how to score images (`log_prob_graph`). This module wraps
 those in signatures with input checks, writes the SavedModel, converts the sampler to
 `.tflite` (float32, float16, dynamic-range int8) and writes `metadata.json` and a
 README describing every input and output.
@@ -30,6 +31,8 @@ import numpy as np
 import tensorflow as tf
 
 from tensorflow.python.framework import convert_to_constants
+
+from tfgen.models import api
 
 FORMATS = ("saved_model", "tflite")
 QUANTIZATIONS = ("none", "float16", "dynamic_int8")
@@ -70,10 +73,10 @@ def export_run(model_dir, out_dir, formats=FORMATS, quantize=QUANTIZATIONS, batc
 
 def _label_names(config):
   """Class names of the run's dataset for the metadata; None when they cannot be read."""
-  if not config.get("conditional"):
-    return None
   from tfgen import runs  # pylint: disable=g-import-not-at-top
   try:
+    if not runs.train_config(config).model.conditional:
+      return None
     info = runs.load_data(config).info
   except ValueError:  # Moved or offline data: the names are optional.
     return None
@@ -82,8 +85,9 @@ def _label_names(config):
 
 def check_exportable(model):
   """Raises ExportError for a model (or model class) with nothing to export."""
-  if not hasattr(model, "sample_from_noise"):
-    name = getattr(model, "MODEL_NAME", None) or type(model).__name__
+  if not (api.implements(model, api.Sampler) and api.implements(model, api.LikelihoodModel)):
+    cls = model if isinstance(model, type) else type(model)
+    name = cls.MODEL_NAME or cls.__name__
     raise ExportError(
         f"Model {name!r} has no sampler or likelihood to "
         "export: an autoencoder is not a generative model. Export a PixelCNN-family "
@@ -97,7 +101,7 @@ def _to_uint8(model, levels):
 
 def _label_spec(model, batch):
   """The conditioning input of every signature: labels `[B]`, a vector `[B, D]`, none."""
-  if getattr(model, "condition_dim", None) is not None:
+  if model.condition_dim is not None:
     return [tf.TensorSpec([batch, model.condition_dim], tf.float32, name="condition")]
   if model.num_classes is None:
     return []
@@ -118,7 +122,7 @@ def _assert_shape(tensor, shape, what):
 def _checked_labels(model, labels, batch_of):
   if labels is None:
     return []
-  if getattr(model, "condition_dim", None) is not None:
+  if model.condition_dim is not None:
     return [
         tf.debugging.assert_equal(
             tf.shape(labels), tf.stack([tf.shape(batch_of)[0], model.condition_dim]),
@@ -402,11 +406,11 @@ def _write_export(model, out_dir, formats, quantize, batch_size, label_names, mo
                   report):
   """Writes every export file into the (empty) directory `out_dir`; returns the metadata."""
   meta = {
-      "model": type(model).__name__, "model_name": getattr(model, "MODEL_NAME", None),
+      "model": type(model).__name__, "model_name": model.MODEL_NAME,
       "image_shape": list(model.image_shape), "num_levels": model.num_levels,
       "num_classes": model.num_classes, "label_names": label_names,
-      "condition_dim": getattr(model, "condition_dim", None),
-      "latent_dim": getattr(model, "latent_dim", None),
+      "condition_dim": model.condition_dim,
+      "latent_dim": model.latent_dim if api.implements(model, api.LatentModel) else None,
       "uint8_mapping": f"uint8 = round(level * 255 / {model.num_levels - 1})",
       "noise": {name: ("standard normal" if name == "z" else "uniform in [0, 1)")
                 for name in model.export_noise_specs(None)},
@@ -417,7 +421,7 @@ def _write_export(model, out_dir, formats, quantize, batch_size, label_names, mo
     meta["saved_model"] = {"path": "saved_model",
                            "signatures": _save_signatures(model, os.path.join(out_dir,
                                                                               "saved_model"))}
-    if hasattr(model, "EXPORT_IMPORTANCE_SAMPLES"):
+    if not model.LOG_PROB_IS_EXACT:
       meta["saved_model"]["log_prob_importance_samples"] = model.EXPORT_IMPORTANCE_SAMPLES
   if "tflite" in formats:
     meta["tflite"] = {}

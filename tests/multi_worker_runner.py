@@ -17,12 +17,13 @@ import numpy as np  # noqa: E402
 import keras  # noqa: E402
 # Full tracebacks: the test puts this worker's stderr into its failure message.
 keras.config.disable_traceback_filtering()
+from tfgen import config as config_lib  # noqa: E402
 from tfgen import train_lib  # noqa: E402
 
 
 def main():
   config_json, workdir, out = sys.argv[1:4]
-  config = train_lib.TrainConfig(**json.loads(config_json))
+  config = config_lib.TrainConfig.from_flat(**json.loads(config_json))
   weights = []
   train_lib.train_and_evaluate(config, workdir,
                                on_trained=lambda model: weights.extend(model.get_weights()))

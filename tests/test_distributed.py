@@ -5,6 +5,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from tfgen import config as config_lib
+from tfgen import data as data_lib
 from tfgen import models
 from tfgen import precision
 from tfgen import train_lib
@@ -95,12 +97,12 @@ def test_mixed_precision_keeps_the_likelihood_in_float32(policy, classes):
   from tfgen import data
   info = data.DatasetInfo("tiny", (5, 5, 1), 3, classes, {"train": 8})
   conditional = classes is not None
-  mixed = train_lib.build_model(train_lib.TrainConfig(
+  mixed = train_lib.build_model(config_lib.TrainConfig.from_flat(
       hparams=dict(TINY), mixed_precision=policy, conditional=conditional), info)
   assert keras.mixed_precision.global_policy().name == "float32"  # Restored after build.
   assert mixed.input_conv.compute_dtype == policy.split("_")[1]
   assert mixed.output_convs[-1].compute_dtype == "float32"
-  exact = train_lib.build_model(train_lib.TrainConfig(
+  exact = train_lib.build_model(config_lib.TrainConfig.from_flat(
       hparams=dict(TINY), conditional=conditional), info)
   exact.set_weights(mixed.get_weights())
   x = np.random.default_rng(0).integers(0, 3, (8, 5, 5, 1)).astype(np.uint8)
@@ -187,7 +189,7 @@ def test_use_sets_the_global_policy_and_resolve_refuses_unknown_names():
 
 def test_a_mixed_run_evaluates_and_saves_in_float32(tmp_path):
   # Training in bf16; the saved model, the metrics and the test NLL are float32's.
-  config = train_lib.TrainConfig(hparams=dict(TINY), dataset="digits", train_steps=2,
+  config = config_lib.TrainConfig.from_flat(hparams=dict(TINY), dataset="digits", train_steps=2,
                                  batch_size=8, num_samples=0, verbose=0,
                                  mixed_precision="mixed_bfloat16")
   metrics = train_lib.train_and_evaluate(config, str(tmp_path))
@@ -195,7 +197,7 @@ def test_a_mixed_run_evaluates_and_saves_in_float32(tmp_path):
   saved = keras.models.load_model(str(tmp_path / "model.keras"))
   assert saved.dtype_policy.name == "float32" and saved.input_conv.compute_dtype == "float32"
   assert int(saved.optimizer.iterations.numpy()) == 2  # The trained optimizer came along.
-  data = train_lib.load_data(config)
+  data = data_lib.load_config(config.data)
   exact = saved.test_metrics(data.dataset("test", 256))
   assert exact["nll_nats"] == pytest.approx(metrics["test_nll_nats"], rel=1e-6)
 

@@ -19,6 +19,7 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO_ROOT
+from tfgen import config as config_lib
 from tfgen import cli
 from tfgen import files
 from tfgen import models
@@ -36,7 +37,7 @@ def _config(**overrides):
               train_steps=12, checkpoint_every=4, num_samples=4, verbose=0, seed=3,
               lr_schedule="constant", mixed_precision="none")
   base.update(overrides)
-  return train_lib.TrainConfig(**base)
+  return config_lib.TrainConfig.from_flat(**base)
 
 
 def _main(args):
@@ -150,7 +151,7 @@ def test_a_damaged_config_json_names_the_file(tmp_path):
     train_lib.train_and_evaluate(_config(), str(tmp_path))
   from tfgen import runs
   models.build("pixelcnn", (4, 4, 1), 2, **TINY).save(str(tmp_path / "model.keras"))
-  with pytest.raises(runs.RunError, match="config.json is not readable JSON"):
+  with pytest.raises(runs.RunError, match="config.json is not valid JSON.*damaged"):
     runs.load_model(str(tmp_path))
 
 

@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
+from tfgen import config as config_lib
 from tfgen import train_lib
 
 RUNNER = os.path.join(REPO_ROOT, "tests", "multi_worker_runner.py")
@@ -73,7 +74,7 @@ def _kill(procs):
 def _single_process_weights(tmp_path, **overrides):
   weights = []
   train_lib.train_and_evaluate(
-      train_lib.TrainConfig(**dict(CONFIG, strategy="one_device", **overrides)),
+      config_lib.TrainConfig.from_flat(**dict(CONFIG, strategy="one_device", **overrides)),
       str(tmp_path / "single"), on_trained=lambda model: weights.extend(model.get_weights()))
   return weights
 
@@ -126,11 +127,11 @@ def test_killed_worker_resumes_from_last_checkpoint(tmp_path):
 
 def test_multi_worker_configuration_errors():
   with pytest.raises(ValueError, match="task_index must index"):
-    train_lib.TrainConfig(strategy="multi_worker", worker_hosts=("a:1", "b:2")).validate()
+    config_lib.TrainConfig.from_flat(strategy="multi_worker", worker_hosts=("a:1", "b:2")).validate()
   with pytest.raises(ValueError, match="only used with strategy='multi_worker'"):
-    train_lib.TrainConfig(worker_hosts=("a:1",), task_index=0).validate()
+    config_lib.TrainConfig.from_flat(worker_hosts=("a:1",), task_index=0).validate()
   with pytest.raises(ValueError, match="cannot be used with multi_worker"):
-    train_lib.TrainConfig(strategy="multi_worker", max_train_seconds=5).validate()
+    config_lib.TrainConfig.from_flat(strategy="multi_worker", max_train_seconds=5).validate()
 
 
 if __name__ == "__main__":

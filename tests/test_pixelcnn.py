@@ -87,16 +87,30 @@ def test_normalization_check_fails_on_leaky_model():
 def test_sampler_matches_log_prob():
   model = models.build("pixelcnn", (2, 2, 1), 2, **TINY)
   checks.randomize(model, seed=2)
-  tv, bound = checks.sample_frequencies(model, 4000, seed=3, fast=False)  # The naive path.
-  assert tv < bound, (tv, bound)
+  p_value = checks.sampler_p_value(model, 4000, seed=3, fast=False)  # The naive path.
+  assert p_value > checks.ALPHA, p_value
+
+
+def test_sampler_check_fails_on_a_sampler_that_draws_uniformly_a_fifth_of_the_time():
+  # What a total-variation bound of 5 standard deviations let through: 80% correct draws,
+  # 20% uniform images.
+  model = checks.randomize(models.build("pixelcnn", (2, 2, 1), 2, **TINY), seed=2)
+  correct = model.sample(3200, seed=3, fast=False).numpy()
+  uniform = np.random.default_rng(3).integers(0, 2, (800, 2, 2, 1))
+  every = checks.all_images(model.image_shape, 2)
+  p = np.exp(model.log_prob(every).numpy().astype(np.float64))
+  counts = checks.image_counts(np.concatenate([correct, uniform]), 2)
+  assert checks.chi_square_p_value(counts, p) < checks.ALPHA
+  assert checks.chi_square_p_value(checks.image_counts(
+      model.sample(4000, seed=4, fast=False).numpy(), 2), p) > checks.ALPHA
 
 
 def test_sampler_check_fails_on_a_sampler_that_ignores_the_model(monkeypatch):
   model = checks.randomize(models.build("pixelcnn", (2, 2, 1), 2, **TINY), seed=2)
   uniform = lambda params, channel, u, pixel_levels=None: tf.cast(u * 2, tf.int32)
   monkeypatch.setattr(model.head, "quantile", uniform)
-  tv, bound = checks.sample_frequencies(model, 4000, seed=3, fast=False)
-  assert tv > bound, (tv, bound)
+  p_value = checks.sampler_p_value(model, 4000, seed=3, fast=False)
+  assert p_value < checks.ALPHA, p_value
 
 
 def test_sample_shapes_range_and_seed():

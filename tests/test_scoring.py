@@ -13,10 +13,12 @@ from sklearn import metrics as sk_metrics
 
 import likelihood_checks as checks
 from conftest import REPO_ROOT
+from tfgen import config as config_lib
 from tfgen import data as data_lib
 from tfgen import models
 from tfgen import scoring
 from tfgen import train_lib
+from tfgen.models import api
 
 TINY_PIXELCNN = {"hidden_dim": 8, "num_blocks": 1, "output_dim": 16, "input_kernel_size": 3,
                  "kernel_size": 3}
@@ -84,7 +86,7 @@ def test_scores_of_a_vae_are_its_importance_weighted_estimate():
 def trained_run(tmp_path_factory):
   """A tiny PixelCNN trained on the real 8x8 digits, as train_main.py leaves it."""
   workdir = str(tmp_path_factory.mktemp("run"))
-  config = train_lib.TrainConfig(model="pixelcnn", hparams=dict(TINY_PIXELCNN),
+  config = config_lib.TrainConfig.from_flat(model="pixelcnn", hparams=dict(TINY_PIXELCNN),
                                  dataset="digits", batch_size=32, train_steps=150,
                                  learning_rate=1e-2, num_samples=0, verbose=0, seed=0)
   train_lib.train_and_evaluate(config, workdir)
@@ -99,15 +101,23 @@ def test_trained_model_ranks_noise_above_digits(trained_run):
   assert summary["test"]["images"] == data.info.split_sizes["test"]
   assert summary["noise"]["auroc"] > 0.99, summary
   assert summary["noise"]["mean_bits_per_dim"] > summary["test"]["mean_bits_per_dim"]
-  assert 0.0 <= summary["flip"]["auroc"] <= 1.0
+  # Mirrored digits are harder to tell apart (0.585 measured for this run: the model
+  # prefers upright strokes, above chance and far from noise's 1.0).
+  assert 0.53 < summary["flip"]["auroc"] < 0.9, summary
   # The broken variant: a "likelihood" that ignores the image separates nothing, so the
   # AUROC check above is a check of the model, not of the data.
-  class Blind:
+  class Blind(api.LikelihoodModel):
     name, num_classes, num_levels = "blind", None, model.num_levels
     num_subpixels, image_shape = model.num_subpixels, model.image_shape
 
-    def log_prob(self, images, labels=None):
+    def log_prob(self, images, labels=None, **options):
       return tf.zeros([tf.shape(images)[0]])
+
+    def log_prob_graph(self, images, condition):
+      raise NotImplementedError  # Scoring needs only log_prob.
+
+    def test_metrics(self, dataset, **options):
+      raise NotImplementedError
 
   _, blind = scoring.score_sets(Blind(), data, "test", ("noise",))
   assert blind["noise"]["auroc"] == 0.5
@@ -156,7 +166,8 @@ def test_unusable_runs_and_options_are_refused(trained_run, tmp_path):
   with pytest.raises(ValueError, match="preprocess it the same way"):
     scoring.score_sets(model, data, "test", (), other)
   # The CLI's way out: load the other set like the run's data, adapted to the model.
-  adapted, changes = runs.load_data_like(model, dict(config, binarize="none"),
+  unbinarized = runs.train_config(config).replace(binarize="none").to_json()
+  adapted, changes = runs.load_data_like(model, unbinarized,
                                          "npz:" + _npz_of_8bit_digits(tmp_path))
   assert changes == {"reduce_levels": 17} and adapted.info.num_levels == 17
 

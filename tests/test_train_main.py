@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from conftest import REPO_ROOT
+from tfgen import config as config_lib
+from tfgen import data as data_lib
 from tfgen import train_lib
 
 TINY = {"hidden_dim": 4, "num_blocks": 1, "output_dim": 8, "input_kernel_size": 3,
@@ -26,7 +28,7 @@ def _config(**overrides):
               train_steps=12, checkpoint_every=4, num_samples=4, verbose=0, seed=3,
               mixed_precision="none")
   base.update(overrides)
-  return train_lib.TrainConfig(**base)
+  return config_lib.TrainConfig.from_flat(**base)
 
 
 def _weights(workdir):
@@ -105,7 +107,7 @@ def test_split_fractions_reach_the_loader(tmp_path):
   config = _config(train_steps=2, num_samples=0, split_fractions=(0.5, 0.0, 0.5))
   metrics = train_lib.train_and_evaluate(config, str(tmp_path))
   assert "test_nll_nats" in metrics
-  assert train_lib.load_data(config).info.split_sizes == {"train": 899, "test": 898}
+  assert data_lib.load_config(config.data).info.split_sizes == {"train": 899, "test": 898}
 
 
 def test_bad_configuration_messages(tmp_path):

@@ -11,6 +11,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 import likelihood_checks
+from tfgen import config as config_lib
 from tfgen import distributions
 from tfgen import latents
 from tfgen import models
@@ -258,7 +259,7 @@ def test_linear_probe_beats_chance_on_real_digits():
 
 
 def test_train_main_outputs_for_a_2d_vae(tmp_path):
-  config = train_lib.TrainConfig(model="vae", hparams=dict(latent_dim=2, hidden_dims="32"),
+  config = config_lib.TrainConfig.from_flat(model="vae", hparams=dict(latent_dim=2, hidden_dims="32"),
                                  dataset="digits", train_steps=30, batch_size=32,
                                  eval_importance_samples=20, num_samples=8, verbose=0)
   metrics = train_lib.train_and_evaluate(config, str(tmp_path))
@@ -275,7 +276,7 @@ def test_train_main_outputs_for_a_2d_vae(tmp_path):
 
 
 def test_train_main_autoencoder_has_no_samples(tmp_path):
-  config = train_lib.TrainConfig(model="autoencoder", hparams=dict(latent_dim=2),
+  config = config_lib.TrainConfig.from_flat(model="autoencoder", hparams=dict(latent_dim=2),
                                  dataset="digits", train_steps=10, batch_size=32,
                                  num_samples=8, verbose=0)
   metrics = train_lib.train_and_evaluate(config, str(tmp_path))

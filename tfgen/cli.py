@@ -67,6 +67,7 @@ def _help(extra_help):
   main = sys.modules["__main__"]
   parts = [(main.__doc__ or "").strip(), "", "flags:", flags.FLAGS.main_module_help()]
   if extra_help is not None:
+    import_tensorflow()  # The extra help may import models: without TensorFlow's start-up lines.
     parts += ["", extra_help()]
   parts += ["", "Run with --helpfull for absl's and TensorFlow's own flags too."]
   print("\n".join(parts))

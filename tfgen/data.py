@@ -43,8 +43,10 @@ import zipfile
 import numpy as np
 import tensorflow as tf
 
+from tfgen import config as config_lib
+
 SPLITS = ("train", "valid", "test")
-DEFAULT_SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
+DEFAULT_SPLIT_FRACTIONS = config_lib.DEFAULT_SPLIT_FRACTIONS
 # The split of single-array sources is fixed, independent of any training seed.
 _SPLIT_SEED = 20160125
 _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -185,6 +187,15 @@ def _preprocess(element, index, seed, prep, training):
 # ---- public entry point -------------------------------------------------------------
 
 
+def load_config(data_config):
+  """`load` with the arguments of a `tfgen.config.DataConfig` (a run's `config.data`)."""
+  d = data_config
+  return load(d.dataset, data_dir=d.data_dir, image_size=d.image_size,
+              num_levels=d.num_levels, reduce_levels=d.reduce_levels, binarize=d.binarize,
+              random_flip=d.random_flip, split_fractions=d.split_fractions,
+              download=d.download)
+
+
 def load(spec, *, data_dir=None, image_size=None, num_levels=None, reduce_levels=None,
          binarize="none", random_flip=False, split_fractions=DEFAULT_SPLIT_FRACTIONS,
          download=True):
@@ -211,7 +222,7 @@ def load(spec, *, data_dir=None, image_size=None, num_levels=None, reduce_levels
     DatasetUnavailableError: for a TFDS dataset that is not prepared and cannot be
       downloaded (e.g. offline).
   """
-  if binarize not in ("none", "threshold", "dynamic"):
+  if binarize not in config_lib.BINARIZE:
     raise ValueError(f"binarize must be 'none', 'threshold' or 'dynamic', got {binarize!r}.")
   if binarize != "none" and reduce_levels:
     raise ValueError("Choose either binarize or reduce_levels, not both (binarizing "

@@ -2,7 +2,7 @@
 
 Interpolation, latent traversals (ordered by how much each dimension is used),
 editing, 2-D code scatter plots and decoded manifolds, and encoder features for a
-downstream classifier. Every function takes a `tfgen.models.vae.LatentModel`
+downstream classifier. Every function takes a `tfgen.models.api.LatentModel`
 (autoencoder or VAE) and returns arrays; `tfgen.images` turns them into pictures.
 
 Glossary of tensor shapes:
@@ -15,8 +15,8 @@ import io
 import numpy as np
 from scipy import stats
 
+from tfgen.models import api
 from tfgen.models import base
-from tfgen.models import vae as vae_lib
 
 
 def _labels_for(model, labels, num):
@@ -42,7 +42,7 @@ def code_statistics(model, dataset, max_images=2000):
   for element in dataset:
     images, labels = base.unpack_inputs(element)
     labels = labels if model.num_classes else None  # Data may have labels the model ignores.
-    if isinstance(model, vae_lib.VAE):
+    if api.implements(model, api.VariationalModel):
       q = model.encode(images, labels)
       mu, sigma = q.mean().numpy(), q.stddev().numpy()  # [B, D]
       kls.append(0.5 * (mu ** 2 + sigma ** 2 - 1.0) - np.log(sigma))  # [B, D]
@@ -114,7 +114,7 @@ def default_traversal(model, dataset, max_rows=10, steps=9, labels=None):
   score, mean, std = code_statistics(model, dataset)
   dims = np.argsort(-score)[:max_rows]
   t = np.linspace(-3.0, 3.0, steps)
-  if isinstance(model, vae_lib.VAE):
+  if api.implements(model, api.VariationalModel):
     values, base_code = np.broadcast_to(t, (len(dims), steps)), None
   else:
     values, base_code = mean[dims, None] + std[dims, None] * t, mean

@@ -27,7 +27,9 @@ float32 and a default PixelCNN training step 1.65x.
 import keras
 import tensorflow as tf
 
-CHOICES = ("auto", "none", "mixed_float16", "mixed_bfloat16")
+from tfgen import config as config_lib
+
+CHOICES = config_lib.MIXED_PRECISION
 # The CPU flags (Linux /proc/cpuinfo) of native bfloat16 arithmetic that oneDNN uses.
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 

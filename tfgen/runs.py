@@ -6,14 +6,13 @@ everywhere.
 
 Layout read (written by `tfgen.train_lib.train_and_evaluate`):
   MODEL_DIR/model.keras     the trained Keras model
-  MODEL_DIR/config.json     the `TrainConfig` of the run
+  MODEL_DIR/config.json     the `tfgen.config.TrainConfig` of the run
 """
 
-import dataclasses
-import json
 import os
 
-from tfgen import train_lib
+from tfgen import config as config_lib
+from tfgen import files
 
 
 class RunError(ValueError):
@@ -51,31 +50,24 @@ def load_model(model_dir):
   config_path = os.path.join(model_dir, "config.json")
   if os.path.isfile(config_path):
     try:
-      with open(config_path) as f:
-        config = json.load(f)
+      config = files.read_json(config_path, "run's configuration")
     except (OSError, ValueError) as e:
-      raise RunError(f"{config_path} is not readable JSON ({e}); restore it or re-run "
-                     "training.") from e
+      raise RunError(str(e)) from e
   return model, config
 
 
 def train_config(config, **changes):
-  """The run's `TrainConfig` (from config.json contents) with `changes` applied.
+  """The run's `tfgen.config.TrainConfig` (from config.json contents) with `changes`.
 
   Offline by default (`download=False`): a tool on a trained model should not start
-  downloading a dataset.
+  downloading a dataset. Both the nested config.json and the older flat one load.
 
   Raises:
-    RunError: for a config.json that is not a `TrainConfig` of this version.
+    RunError: for a config.json that is not a configuration of this version.
   """
-  fields = {f.name for f in dataclasses.fields(train_lib.TrainConfig)}
-  known = {k: v for k, v in config.items() if k in fields}
-  for key in ("split_fractions", "worker_hosts"):
-    if key in known and known[key] is not None:
-      known[key] = tuple(known[key])
   try:
-    return train_lib.TrainConfig(**dict(known, download=False, **changes))
-  except TypeError as e:
+    return config_lib.TrainConfig.from_json(config, **dict({"download": False}, **changes))
+  except (TypeError, ValueError) as e:
     raise RunError(f"config.json does not describe a training run ({e}).") from e
 
 
@@ -85,7 +77,8 @@ def load_data(config, **changes):
   Raises:
     ValueError, tfgen.data.DatasetUnavailableError: as `tfgen.data.load`.
   """
-  return train_lib.load_data(train_config(config, **changes))
+  from tfgen import data as data_lib  # pylint: disable=g-import-not-at-top  # TensorFlow.
+  return data_lib.load_config(train_config(config, **changes).data)
 
 
 def load_data_like(model, config, dataset):
@@ -106,7 +99,7 @@ def load_data_like(model, config, dataset):
   info = data.info
   if tuple(info.image_shape[:2]) != tuple(model.image_shape[:2]):
     changes["image_size"] = tuple(model.image_shape[:2])
-  if info.num_levels > model.num_levels and config.get("binarize", "none") == "none":
+  if info.num_levels > model.num_levels and train_config(config).data.binarize == "none":
     changes["reduce_levels"] = model.num_levels
   if changes:
     data = load_data(config, dataset=dataset, **changes)

@@ -31,6 +31,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgen import distributions
+from tfgen.models import api
 from tfgen.models import base
 
 # Synthetic outlier sets made from in-distribution images (`outlier_images`).
@@ -50,14 +51,12 @@ def log_prob(model, images, labels=None, num_importance_samples=250, seed=0):
   Raises:
     ValueError: for a model without a likelihood (an autoencoder), or bad images.
   """
-  if not hasattr(model, "log_prob"):
+  if not api.implements(model, api.LikelihoodModel):
     raise ValueError(
         f"Model {model.name!r} ({type(model).__name__}) has no likelihood to score images "
         "with: an autoencoder is not a density model. Score with a PixelCNN-family "
         "model or a VAE.")
-  kwargs = {}
-  if hasattr(model, "EXPORT_IMPORTANCE_SAMPLES"):  # A latent-variable model: an estimate.
-    kwargs = {"num_importance_samples": int(num_importance_samples), "seed": int(seed)}
+  kwargs = model.likelihood_options(num_importance_samples, seed)
   if model.num_classes is None or labels is not None:
     return model.log_prob(images, labels, **kwargs).numpy().astype(np.float64)
   batch = int(tf.convert_to_tensor(images).shape[0])

@@ -1,17 +1,28 @@
 """The training driver: `train_and_evaluate(config, workdir)`.
 
-Everything `train_main.py` does lives here; the binary only parses flags. The driver
-loads the data, builds the model inside a distribution strategy's scope, trains with
-Keras `fit`, checkpoints, evaluates on the test split, samples, and writes into
-`workdir`:
+Everything `train_main.py` does lives here; the binary only parses flags. A run is a
+sequence of named stages, each a function of the `_Run` state they share:
 
-  workdir/config.json         the configuration of the run
+  prepare    check the configuration and the directory, load the data, plan the steps
+  build      the model and its optimizer inside the distribution strategy's scope
+  restore    the newest intact checkpoint, if the run is resumed
+  fit        Keras `fit` with checkpoints, a NaN guard, TensorBoard, a time budget
+  evaluate   the test metrics of the trained (float32, averaged) weights
+
+then the post-training actions that fit the model's declared capabilities
+(`tfgen.models.api`), on the chief only (see `ACTIONS`): save model.keras, latent
+figures (LatentModel), sample grids (Sampler), metrics.json, export (with
+`outputs.export_dir`). Into `workdir` it writes:
+
+  workdir/config.json         the configuration of the run (`tfgen.config`)
   workdir/checkpoints/        TensorFlow checkpoints (model, optimizer, step, time)
   workdir/tensorboard/        TensorBoard events: loss, nll, bits/dim, sample grids
   workdir/model.keras         the trained model (keras.models.load_model)
   workdir/samples.png         a grid of samples
   workdir/samples_by_class.png  conditional models: one row of samples per class
   workdir/metrics.json        test NLL, bits/dim, training time and throughput
+  workdir/reconstructions.png, traversal.png, latent_scatter.png, manifold.png:
+                              latent models' figures
 
 Resuming: running again with the same workdir restores the last checkpoint and
 continues; the data stream is a deterministic function of the seed and is skipped to
@@ -20,7 +31,6 @@ the restored step, so the run ends where an uninterrupted run would.
 
 import contextlib
 import dataclasses
-import json
 import math
 import os
 import time
@@ -30,156 +40,17 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfgen import config as config_lib
 from tfgen import data as data_lib
 from tfgen import files
 from tfgen import images as images_lib
 from tfgen import latents
 from tfgen import models
 from tfgen import precision as precision_lib
-from tfgen.models import vae as vae_lib
+from tfgen.models import api
 
-STRATEGIES = ("mirrored", "one_device", "multi_worker")
-MIXED_PRECISION = precision_lib.CHOICES
-BUDGET_CLOCKS = ("wall", "cpu")
-LR_SCHEDULES = ("cosine", "constant", "exponential")
 # PixelCNN++'s per-step learning-rate decay (Salimans et al. 2017, code: lr_decay).
 EXPONENTIAL_DECAY_RATE = 0.999995
-
-
-@dataclasses.dataclass
-class TrainConfig:
-  """Configuration of one training run.
-
-  Attributes:
-    model: a name from `tfgen.models.available()`.
-    hparams: model hyper-parameters (see `tfgen.models.default_hparams`).
-    dataset: a `tfgen.data.load` spec.
-    data_dir: TensorFlow Datasets directory.
-    image_size: resize images to this side.
-    num_levels: levels of the stored data, where they cannot be inferred.
-    reduce_levels: reduce the data to this many levels.
-    binarize: "none", "threshold" or "dynamic".
-    random_flip: random horizontal flips of training images.
-    conditional: model p(x | y) with the dataset's class labels.
-    download: let TensorFlow Datasets download a missing dataset.
-    batch_size: the global batch size, split across replicas.
-    epochs: passes over the training split (used when train_steps is 0).
-    train_steps: optimizer steps; 0 means `epochs` passes.
-    learning_rate: Adam's (peak) learning rate.
-    lr_schedule: "cosine" (decay to zero over the run; measured ~0.5 nats better after
-      one epoch of binarized MNIST), "constant", or "exponential" (PixelCNN++'s
-      lr * 0.999995^step, whatever the run's length). With "cosine", resuming with a
-      different train_steps changes the schedule of the remaining steps.
-    max_train_seconds: stop training (with a checkpoint) after this much training
-      time; 0 means no limit. A run stopped this way is not bitwise reproducible.
-    budget_clock: what `max_train_seconds` counts: "wall" seconds, or "cpu" seconds
-      of this process (all threads; what a budget on a shared machine should count).
-    split_fractions: `(train, valid, test)` fractions for datasets stored as one
-      array (see `tfgen.data.load`).
-    seed: seed of the initialization, data order and sampling.
-    num_samples: images to sample at the end.
-    strategy: "mirrored" (all local GPUs, else the CPU), "one_device", or
-      "multi_worker" (MultiWorkerMirroredStrategy over several processes or machines,
-      configured by TF_CONFIG or by `worker_hosts` and `task_index`).
-    worker_hosts: "host:port" of every worker, the same list on every worker.
-    task_index: this worker's index in `worker_hosts` (0 is the chief).
-    mixed_precision: the training precision: "none" (float32, the default), "auto"
-      (bfloat16 where the CPU or GPU computes it natively, float16 on GPUs that only
-      have that, else float32; see `tfgen.precision`), "mixed_float16" or
-      "mixed_bfloat16". float32 stays the default because after the same 600 s a
-      bfloat16 PixelCNN was no better (README, "Training speed"). The
-      pixel distribution and its log-likelihood stay float32, and evaluation, samples
-      and the saved model.keras are float32 whatever the training precision (the
-      variables are float32 throughout). metrics.json records the resolved policy.
-    checkpoint_every: steps between checkpoints (at most that much work is lost).
-    eval_batch_size: batch size of evaluation.
-    eval_importance_samples: k of the importance-weighted estimate of log p(x) for
-      latent-variable models (VAEs); exact likelihoods ignore it.
-    verbose: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
-    ema_decay: Polyak averaging (PixelCNN++): 0 is off; otherwise the optimizer keeps
-      an exponential moving average of the weights, avg = d avg + (1 - d) w after
-      every step (e.g. 0.9995), used for validation during training and swapped into
-      the model after it, for evaluation, sampling and the saved model. It lives in
-      the checkpoints, so a resumed run averages on where it stopped.
-  """
-  model: str = "pixelcnn"
-  hparams: dict = dataclasses.field(default_factory=dict)
-  dataset: str = "digits"
-  data_dir: str | None = None
-  image_size: int | None = None
-  num_levels: int | None = None
-  reduce_levels: int | None = None
-  binarize: str = "none"
-  random_flip: bool = False
-  conditional: bool = False
-  download: bool = True
-  batch_size: int = 64
-  epochs: float = 30.0
-  train_steps: int = 0
-  learning_rate: float = 2e-3
-  lr_schedule: str = "cosine"
-  max_train_seconds: float = 0.0
-  budget_clock: str = "wall"
-  split_fractions: tuple = data_lib.DEFAULT_SPLIT_FRACTIONS
-  seed: int = 0
-  num_samples: int = 64
-  strategy: str = "mirrored"
-  worker_hosts: tuple = ()
-  task_index: int | None = None
-  mixed_precision: str = "none"
-  checkpoint_every: int = 200
-  eval_batch_size: int = 256
-  eval_importance_samples: int = 250
-  ema_decay: float = 0.0
-  verbose: int = 1
-
-  # Fields that may change between a run and its resumption.
-  RESUMABLE_CHANGES = ("epochs", "train_steps", "num_samples", "checkpoint_every",
-                       "eval_batch_size", "eval_importance_samples", "verbose", "download", "data_dir", "strategy",
-                       "max_train_seconds", "budget_clock", "task_index", "worker_hosts",
-                       # The checkpoints hold float32 variables under any policy.
-                       "mixed_precision")
-
-  def validate(self):
-    """Raises ValueError with a readable message for a bad configuration."""
-    checks = [
-        (self.batch_size >= 1, f"batch_size must be positive, got {self.batch_size}."),
-        (self.train_steps >= 0, f"train_steps must be >= 0, got {self.train_steps}."),
-        (self.train_steps > 0 or self.epochs > 0,
-         "Give a positive number of epochs or train_steps."),
-        (self.learning_rate > 0, f"learning_rate must be positive, got {self.learning_rate}."),
-        (self.num_samples >= 0, f"num_samples must be >= 0, got {self.num_samples}."),
-        (self.eval_importance_samples >= 1,
-         f"eval_importance_samples must be positive, got {self.eval_importance_samples}."),
-        (self.checkpoint_every >= 1,
-         f"checkpoint_every must be positive, got {self.checkpoint_every}."),
-        (0.0 <= self.ema_decay < 1.0,
-         f"ema_decay must be in [0, 1) (0 turns Polyak averaging off), got {self.ema_decay}."),
-        (self.lr_schedule in LR_SCHEDULES,
-         f"lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}."),
-        (self.max_train_seconds >= 0,
-         f"max_train_seconds must be >= 0, got {self.max_train_seconds}."),
-        (self.budget_clock in BUDGET_CLOCKS,
-         f"budget_clock must be one of {BUDGET_CLOCKS}, got {self.budget_clock!r}."),
-        (self.strategy in STRATEGIES,
-         f"strategy must be one of {STRATEGIES}, got {self.strategy!r}."),
-        (self.mixed_precision in MIXED_PRECISION,
-         f"mixed_precision must be one of {MIXED_PRECISION}, got {self.mixed_precision!r}."),
-        (not (self.max_train_seconds and self.strategy == "multi_worker"),
-         "max_train_seconds cannot be used with multi_worker: each worker's clock would "
-         "decide alone when to stop, and the others would wait for it forever."),
-        (not self.worker_hosts or self.strategy == "multi_worker",
-         "worker_hosts is only used with strategy='multi_worker'."),
-        (not self.worker_hosts or (self.task_index is not None and
-                                   0 <= self.task_index < len(self.worker_hosts)),
-         f"With worker_hosts, task_index must index that list (0 .. "
-         f"{len(self.worker_hosts) - 1}), got {self.task_index}."),
-    ]
-    for ok, message in checks:
-      if not ok:
-        raise ValueError(message)
-    # Unknown models and hyper-parameters fail here, before any data loads.
-    models.model_class(self.model).resolve_hparams(self.hparams)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -190,7 +61,7 @@ _STRATEGY_CACHE = {}
 
 
 def make_strategy(name, worker_hosts=(), task_index=None):
-  """The `tf.distribute` strategy called `name` (see `STRATEGIES`), one per process.
+  """The `tf.distribute` strategy called `name`, one per process.
 
   Each MirroredStrategy numbers its collective operations from the same starting key,
   so a second instance over the same devices collides with the first's collectives
@@ -201,13 +72,13 @@ def make_strategy(name, worker_hosts=(), task_index=None):
   process (collective ops are configured at start-up); `train_and_evaluate` does so.
 
   Args:
-    name: one of `STRATEGIES`.
+    name: one of `tfgen.config.STRATEGIES`.
     worker_hosts: for "multi_worker": every worker's "host:port". Empty: read the
       cluster from the TF_CONFIG environment variable (a single local worker if unset).
     task_index: for "multi_worker" with `worker_hosts`: this worker's index.
   """
-  if name not in STRATEGIES:
-    raise ValueError(f"strategy must be one of {STRATEGIES}, got {name!r}.")
+  if name not in config_lib.STRATEGIES:
+    raise ValueError(f"strategy must be one of {config_lib.STRATEGIES}, got {name!r}.")
   key = (name, tuple(worker_hosts), task_index)
   if key not in _STRATEGY_CACHE:
     if name == "mirrored":
@@ -244,30 +115,22 @@ def _sharded(dataset):
   return dataset.with_options(options)
 
 
-def load_data(config):
-  """Loads the dataset of `config`."""
-  return data_lib.load(
-      config.dataset, data_dir=config.data_dir, image_size=config.image_size,
-      num_levels=config.num_levels, reduce_levels=config.reduce_levels,
-      binarize=config.binarize, random_flip=config.random_flip,
-      split_fractions=config.split_fractions, download=config.download)
-
-
 def build_model(config, info):
   """Builds the model of `config` for the data described by `info`."""
   num_classes = None
-  if config.conditional:
+  if config.model.conditional:
     if info.num_classes is None:
       raise ValueError(
           f"conditional=True needs class labels, but dataset {info.name!r} has none. "
           "Drop --conditional or use a labelled dataset.")
     num_classes = info.num_classes
   previous = keras.mixed_precision.global_policy()
-  keras.mixed_precision.set_global_policy(precision_lib.resolve(config.mixed_precision))
+  keras.mixed_precision.set_global_policy(
+      precision_lib.resolve(config.runtime.mixed_precision))
   try:
-    return models.build(config.model, image_shape=info.image_shape,
+    return models.build(config.model.name, image_shape=info.image_shape,
                         num_levels=info.num_levels, num_classes=num_classes,
-                        **config.hparams)
+                        **config.model.hparams)
   finally:  # Layers keep the policy they were built with; later builds are unaffected.
     keras.mixed_precision.set_global_policy(previous)
 
@@ -280,8 +143,7 @@ def sample_labels(num, num_classes):
 def sample_grid(model, num, seed, progress=False):
   """Samples `num` images (class k in column k for p(x | y)) as one uint8 picture."""
   labels = sample_labels(num, model.num_classes)
-  # Only autoregressive samplers are slow enough to report progress.
-  options = {"progress": progress} if isinstance(model, models.base.AutoregressiveModel) else {}
+  options = {"progress": progress} if model.SAMPLE_REPORTS_PROGRESS else {}
   samples = model.sample(num, seed=seed, labels=labels, **options).numpy()
   return images_lib.grid(samples, model.num_levels, columns=model.num_classes)
 
@@ -407,97 +269,21 @@ def _check_resume(config_path, config):
   if not os.path.exists(config_path):
     return
   saved = files.read_json(config_path, "run's configuration")
-  current = json.loads(json.dumps(dataclasses.asdict(config)))  # Tuples as saved: lists.
-  changed = sorted(k for k in current if k not in TrainConfig.RESUMABLE_CHANGES
-                   and k in saved and saved[k] != current[k])
+  try:
+    changed = config_lib.changed_fields(saved, config)
+  except ValueError as e:
+    raise ValueError(f"{config_path} is not a run's configuration ({e}). Restore it, or "
+                     "pass a new --model_dir to start afresh.") from e
   if changed:
-    detail = ", ".join(f"{k}: {saved[k]!r} -> {current[k]!r}" for k in changed)
+    detail = ", ".join(f"{name}: {saved!r} -> {new!r}" for name, saved, new in changed)
     raise ValueError(
         f"{config_path} belongs to a run with a different configuration ({detail}). "
         "Resume it with the same settings, or pass a new --model_dir to start afresh.")
 
 
-def _write_latent_figures(model, data, split, workdir, seed):
-  """Pictures of an autoencoder's or VAE's latent space, written into `workdir`.
-
-  reconstructions.png (rows of test images over their reconstructions), traversal.png
-  (one row per latent dimension, the most used first), and for a 2-D latent space
-  latent_scatter.png (test codes coloured by label) and, for a VAE, manifold.png.
-
-  Returns:
-    Metrics about the latent space: the use score (KL nats for a VAE, code variance
-    for an autoencoder) of each traversed dimension, and the number of active
-    dimensions (VAE: KL above 0.01 nats, Burda et al. 2016).
-  """
-  levels = model.num_levels
-  scale = max(1, 64 // model.image_shape[0])
-
-  def save(name, picture):
-    files.atomic_write(os.path.join(workdir, name), images_lib.png_bytes(picture, scale=scale))
-
-  dataset = data.dataset(split, 256)
-  element = next(iter(data.dataset(split, 16, training=True, seed=seed)))
-  images, labels = models.base.unpack_inputs(element)
-  labels = labels if model.num_classes else None
-  recon = np.round(model.reconstruct(images, labels).numpy()).astype(np.int32)
-  save("reconstructions.png", images_lib.grid(np.concatenate([images.numpy(), recon]), levels,
-                                              columns=len(recon)))
-  first_label = None if labels is None else int(labels[0])
-  pictures, dims, scores = latents.default_traversal(model, dataset, labels=first_label)
-  rows, steps = pictures.shape[:2]
-  save("traversal.png", images_lib.grid(np.round(pictures.reshape((-1,) + model.image_shape))
-                                        .astype(np.int32), levels, columns=steps))
-  out = {"traversal_dims": [int(d) for d in dims],
-         "traversal_dim_scores": [round(float(v), 4) for v in scores]}
-  if isinstance(model, vae_lib.VAE):
-    score, _, _ = latents.code_statistics(model, dataset)
-    out["active_latent_dims"] = int((score > 0.01).sum())
-  if model.latent_dim == 2:
-    codes, codes_labels = latents.encode_dataset(model, dataset, max_images=5000)
-    files.atomic_write(os.path.join(workdir, "latent_scatter.png"),
-                       latents.scatter_png(codes, codes_labels, data.info.label_names))
-    if isinstance(model, vae_lib.VAE):
-      grid = latents.manifold(model, labels=first_label)
-      save("manifold.png", images_lib.grid(np.round(grid.reshape((-1,) + model.image_shape))
-                                           .astype(np.int32), levels, columns=grid.shape[1]))
-  return out
-
-
-def train_and_evaluate(config, workdir, on_trained=None):
-  """Trains `config.model` on `config.dataset`, evaluates, samples, writes `workdir`.
-
-  With strategy "multi_worker", every worker runs this with the same config and
-  workdir (a filesystem they share); only the chief (task 0) writes outputs.
-
-  Args:
-    config: a `TrainConfig`.
-    workdir: output directory; an existing run there is resumed.
-    on_trained: optional callable, given the trained Keras model before evaluation
-      (on every worker), e.g. to inspect or export it in the same process.
-
-  Returns:
-    The metrics dict also written to `workdir/metrics.json`.
-
-  Raises:
-    ValueError: for a bad configuration or dataset, or a workdir holding a run with a
-      different configuration.
-    tfgen.data.DatasetUnavailableError: for a dataset that cannot be had offline.
-    NonFiniteLossError: when the loss becomes NaN or infinite (the last good
-      checkpoint is kept).
-  """
-  config.validate()
-  # First: a multi-worker strategy must exist before any other TensorFlow op runs.
-  strategy = make_strategy(config.strategy, config.worker_hosts, config.task_index)
-  chief = is_chief(strategy)
-  os.makedirs(workdir, exist_ok=True)
-  # The chief writes the directory; the other workers of its cluster only read it.
-  with files.RunLock(workdir, log=logging.warning) if chief else contextlib.nullcontext():
-    return _train_and_evaluate(config, workdir, strategy, chief, on_trained)
-
-
 def _say(config, message):
   """A line of progress for a person watching (verbose runs): slow stages say so."""
-  if config.verbose:
+  if config.runtime.verbose:
     print(message, flush=True)
 
 
@@ -576,149 +362,340 @@ def _restore(checkpoint, checkpoint_dir):
   return None
 
 
-def _train_and_evaluate(config, workdir, strategy, chief, on_trained):
-  """`train_and_evaluate` once the run directory is this process's."""
-  config_path = os.path.join(workdir, "config.json")
-  _check_resume(config_path, config)
-  data = load_data(config)
-  info = data.info
+@dataclasses.dataclass
+class _Run:
+  """What the stages of one run share; each stage fills in its part."""
+  config: config_lib.TrainConfig
+  workdir: str
+  strategy: tf.distribute.Strategy
+  chief: bool
+  # prepare
+  data: data_lib.ImageData = None
+  eval_split: str = None
+  steps_per_epoch: int = 0
+  total_steps: int = 0
+  policy: str = "float32"
+  # build
+  model: keras.Model = None
+  clock: "_Clock" = None
+  batches: tf.Variable = None
+  checkpoint: tf.train.Checkpoint = None
+  manager: tf.train.CheckpointManager = None
+  writer: object = None
+  # restore
+  start_step: int = 0
+  # fit
+  train_seconds: float = 0.0
+  steps_done: int = 0
+  # evaluate and actions
+  metrics: dict = dataclasses.field(default_factory=dict)
+
+  def path(self, name):
+    return os.path.join(self.workdir, name)
+
+
+def _prepare(run):
+  """Stage 1: the directory's configuration, the data, the number of steps."""
+  config = run.config
+  _check_resume(run.path("config.json"), config)
+  if config.outputs.export_dir:  # Refused now, not after hours of training.
+    from export import export_lib  # pylint: disable=g-import-not-at-top
+    export_lib.check_exportable(models.model_class(config.model.name))
+  run.data = data_lib.load_config(config.data)
+  info = run.data.info
+  batch_size = config.optim.batch_size
   train_size = info.split_sizes["train"]
-  if train_size < config.batch_size:
+  if train_size < batch_size:
     raise ValueError(
         f"The training split has {train_size} images, fewer than one batch of "
-        f"{config.batch_size}; lower --batch_size.")
-  if config.batch_size % strategy.num_replicas_in_sync:
+        f"{batch_size}; lower --batch_size.")
+  if batch_size % run.strategy.num_replicas_in_sync:
     raise ValueError(
-        f"batch_size {config.batch_size} does not split evenly over "
-        f"{strategy.num_replicas_in_sync} replicas; use a multiple of that number.")
-  eval_split = next((s for s in ("test", "valid") if data.has_split(s)), None)
-  if eval_split is None:
+        f"batch_size {batch_size} does not split evenly over "
+        f"{run.strategy.num_replicas_in_sync} replicas; use a multiple of that number.")
+  run.eval_split = next((s for s in ("test", "valid") if run.data.has_split(s)), None)
+  if run.eval_split is None:
     raise ValueError(
         f"Dataset {info.name!r} has no test or validation split to evaluate on (it is too "
         "small for the 80/10/10 split, or its file has only a training split). Add one.")
-  steps_per_epoch = train_size // config.batch_size
-  total_steps = config.train_steps or max(1, int(round(config.epochs * steps_per_epoch)))
+  run.steps_per_epoch = train_size // batch_size
+  run.total_steps = config.optim.train_steps or max(
+      1, int(round(config.optim.epochs * run.steps_per_epoch)))
+  run.policy = precision_lib.resolve(config.runtime.mixed_precision)
 
-  keras.utils.set_random_seed(config.seed)
-  policy = precision_lib.resolve(config.mixed_precision)
-  _say(config, f"Training in {policy} ({config.mixed_precision!r}).")
-  with strategy.scope():
-    model = build_model(config, info)
-    learning_rate = config.learning_rate
-    if config.lr_schedule == "cosine":
-      learning_rate = keras.optimizers.schedules.CosineDecay(config.learning_rate, total_steps)
-    elif config.lr_schedule == "exponential":
-      learning_rate = keras.optimizers.schedules.ExponentialDecay(
-          config.learning_rate, decay_steps=1, decay_rate=EXPONENTIAL_DECAY_RATE)
-    ema = {"use_ema": True, "ema_momentum": config.ema_decay} if config.ema_decay else {}
-    model.compile(optimizer=keras.optimizers.Adam(learning_rate, **ema))  # Builds it too.
-  if chief:  # After the build: a config that cannot build must not block a fixed rerun.
-    files.atomic_json(config_path, dataclasses.asdict(config))  # Other workers read it.
-  clock = _Clock()
-  batches = tf.Variable(0, dtype=tf.int64, trainable=False)
-  checkpoint = tf.train.Checkpoint(model=model, optimizer=model.optimizer,
-                                   train_seconds=clock.seconds["wall"],
-                                   train_cpu_seconds=clock.seconds["cpu"], batches=batches)
+
+def _learning_rate(optim, total_steps):
+  if optim.lr_schedule == "cosine":
+    return keras.optimizers.schedules.CosineDecay(optim.learning_rate, total_steps)
+  if optim.lr_schedule == "exponential":
+    return keras.optimizers.schedules.ExponentialDecay(
+        optim.learning_rate, decay_steps=1, decay_rate=EXPONENTIAL_DECAY_RATE)
+  return optim.learning_rate
+
+
+def _build(run):
+  """Stage 2: the model, its optimizer (with EMA), the checkpoint and the writers."""
+  config = run.config
+  keras.utils.set_random_seed(config.runtime.seed)
+  _say(config, f"Training in {run.policy} ({config.runtime.mixed_precision!r}).")
+  with run.strategy.scope():
+    run.model = build_model(config, run.data.info)
+    ema = ({"use_ema": True, "ema_momentum": config.optim.ema_decay}
+           if config.optim.ema_decay else {})
+    run.model.compile(optimizer=keras.optimizers.Adam(
+        _learning_rate(config.optim, run.total_steps), **ema))  # Builds it too.
+  if run.chief:  # After the build: a config that cannot build must not block a fixed rerun.
+    files.atomic_json(run.path("config.json"), config.to_json())  # Other workers read it.
+  run.clock = _Clock()
+  run.batches = tf.Variable(0, dtype=tf.int64, trainable=False)
+  run.checkpoint = tf.train.Checkpoint(
+      model=run.model, optimizer=run.model.optimizer, train_seconds=run.clock.seconds["wall"],
+      train_cpu_seconds=run.clock.seconds["cpu"], batches=run.batches)
   # Every worker saves (saving may involve collectives); only the chief's copy is kept,
   # in workdir/checkpoints, which all workers restore from: workdir must be shared.
-  checkpoint_dir = os.path.join(workdir, "checkpoints")
-  write_dir = checkpoint_dir if chief else os.path.join(
-      workdir, f".worker_{strategy.cluster_resolver.task_id}")
-  manager = tf.train.CheckpointManager(checkpoint, write_dir, max_to_keep=3)
-  latest = _restore(checkpoint, checkpoint_dir)
-  start_step = int(batches.numpy())
-  if start_step:
-    logging.info("Resuming from %s at step %d of %d.", latest, start_step, total_steps)
+  write_dir = run.path("checkpoints") if run.chief else run.path(
+      f".worker_{run.strategy.cluster_resolver.task_id}")
+  run.manager = tf.train.CheckpointManager(run.checkpoint, write_dir, max_to_keep=3)
+  run.writer = (tf.summary.create_file_writer(run.path(os.path.join("tensorboard", "steps")))
+                if run.chief else tf.summary.create_noop_writer())
 
-  tb_dir = os.path.join(workdir, "tensorboard")
-  writer = (tf.summary.create_file_writer(os.path.join(tb_dir, "steps")) if chief
-            else tf.summary.create_noop_writer())
-  guard = _CheckpointAndGuard(manager, batches, config.checkpoint_every, total_steps, clock,
-                              writer, config.max_train_seconds, config.budget_clock,
-                              keep=chief)
-  num_epochs = math.ceil(total_steps / steps_per_epoch)
-  if start_step < total_steps:
-    train_ds = _sharded(data.dataset("train", config.batch_size, training=True,
-                                     seed=config.seed, start_step=start_step))
-    valid_ds = (_sharded(data.dataset("valid", config.eval_batch_size))
-                if data.has_split("valid") else None)
-    callbacks = [clock, guard, _Progbar()]
-    if config.ema_decay:  # Validation with the averaged weights, then back.
+
+def _restore_stage(run):
+  """Stage 3: the newest intact checkpoint of a resumed run."""
+  latest = _restore(run.checkpoint, run.path("checkpoints"))
+  run.start_step = int(run.batches.numpy())
+  if run.start_step:
+    logging.info("Resuming from %s at step %d of %d.", latest, run.start_step,
+                 run.total_steps)
+
+
+def _fit(run):
+  """Stage 4: train to `total_steps` (or the time budget), then the weights to evaluate.
+
+  Afterwards `run.model` holds what evaluation, samples and model.keras use: the
+  Polyak average where `ema_decay` is set, in float32 whatever the training precision.
+
+  Raises:
+    NonFiniteLossError: when the loss or the weights became NaN or infinite.
+  """
+  config, model = run.config, run.model
+  guard = _CheckpointAndGuard(run.manager, run.batches, config.runtime.checkpoint_every,
+                              run.total_steps, run.clock, run.writer,
+                              config.optim.max_train_seconds, config.optim.budget_clock,
+                              keep=run.chief)
+  num_epochs = math.ceil(run.total_steps / run.steps_per_epoch)
+  if run.start_step < run.total_steps:
+    batch_size, eval_batch = config.optim.batch_size, config.outputs.eval_batch_size
+    train_ds = _sharded(run.data.dataset("train", batch_size, training=True,
+                                         seed=config.runtime.seed, start_step=run.start_step))
+    valid_ds = (_sharded(run.data.dataset("valid", eval_batch))
+                if run.data.has_split("valid") else None)
+    callbacks = [run.clock, guard, _Progbar()]
+    if config.optim.ema_decay:  # Validation with the averaged weights, then back.
       callbacks.append(keras.callbacks.SwapEMAWeights())
-    if chief:
+    if run.chief:
       # Per-epoch curves; per-step ones come from the guard, at the true step (Keras's
       # own batch counter restarts at 0 when a run resumes).
-      callbacks.append(keras.callbacks.TensorBoard(tb_dir, write_graph=False))
-    if config.num_samples and chief and hasattr(model, "sample"):
-      callbacks.append(_SampleSummary(writer, clock, batches, config.seed,
+      callbacks.append(keras.callbacks.TensorBoard(run.path("tensorboard"), write_graph=False))
+    if config.outputs.num_samples and run.chief and api.implements(model, api.Sampler):
+      callbacks.append(_SampleSummary(run.writer, run.clock, run.batches, config.runtime.seed,
                                       every=max(1, num_epochs // 5)))
     model.fit(train_ds, epochs=num_epochs,
-              initial_epoch=start_step // steps_per_epoch, steps_per_epoch=steps_per_epoch,
-              validation_data=valid_ds, callbacks=callbacks, verbose=config.verbose,
+              initial_epoch=run.start_step // run.steps_per_epoch,
+              steps_per_epoch=run.steps_per_epoch, validation_data=valid_ds,
+              callbacks=callbacks, verbose=config.runtime.verbose,
               shuffle=False)  # The dataset is shuffled by seed (resumable); Keras cannot.
-  train_seconds = clock.elapsed("wall")
+  run.train_seconds = run.clock.elapsed("wall")
   if guard.bad_step is not None:
-    last = manager.latest_checkpoint or "none yet"
+    last = run.manager.latest_checkpoint or "none yet"
     raise NonFiniteLossError(
         f"Training stopped at step {guard.bad_step}: the loss became NaN or infinite. The "
         f"last good checkpoint ({last}) is kept and nothing after it was saved. Lower "
         "--learning_rate (or check the data), then run again with a new --model_dir, or "
         "with this one to resume from that checkpoint.")
-  steps_done = int(batches.numpy())
-  if config.ema_decay:  # From here on (evaluation, samples, model.keras): the average.
-    with strategy.scope():
+  run.steps_done = int(run.batches.numpy())
+  if config.optim.ema_decay:  # From here on (evaluation, samples, model.keras): the average.
+    with run.strategy.scope():
       model.optimizer.finalize_variable_values(model.trainable_variables)
-  if policy != "float32":
+  if run.policy != "float32":
     # Evaluation, samples and model.keras in float32: the exact NLL of the trained
     # weights, and a saved model that exports and samples like any float32 one.
-    with strategy.scope():
-      trained = build_model(dataclasses.replace(config, mixed_precision="none"), info)
+    with run.strategy.scope():
+      trained = build_model(config.replace(mixed_precision="none"), run.data.info)
       trained.set_weights(model.get_weights())
       # The trained optimizer (schedule, moments, EMA) goes with it into model.keras.
       trained.compile(optimizer=model.optimizer)
-    model = trained
-  if on_trained is not None:
-    on_trained(model)
+    run.model = trained
 
-  _say(config, f"Evaluating on the {eval_split} split "
-       f"({info.split_sizes.get(eval_split, '?')} images) ...")
-  results = model.test_metrics(_sharded(data.dataset(eval_split, config.eval_batch_size)),
-                               num_importance_samples=config.eval_importance_samples)
-  metrics = {f"{eval_split}_{key}": value for key, value in results.items()}
-  metrics.update({
-      "train_seconds": train_seconds,
-      "train_cpu_seconds": clock.elapsed("cpu"),
-      "train_steps": steps_done,
-      "train_images_per_second": (steps_done * config.batch_size / train_seconds
-                                  if train_seconds > 0 else None),
+
+def _evaluate(run):
+  """Stage 5: test metrics of the trained model, and what the run measured."""
+  config, model, info = run.config, run.model, run.data.info
+  _say(config, f"Evaluating on the {run.eval_split} split "
+       f"({info.split_sizes.get(run.eval_split, '?')} images) ...")
+  results = model.test_metrics(
+      _sharded(run.data.dataset(run.eval_split, config.outputs.eval_batch_size)),
+      num_importance_samples=config.outputs.eval_importance_samples)
+  run.metrics = {f"{run.eval_split}_{key}": value for key, value in results.items()}
+  run.metrics.update({
+      "train_seconds": run.train_seconds,
+      "train_cpu_seconds": run.clock.elapsed("cpu"),
+      "train_steps": run.steps_done,
+      "train_images_per_second": (run.steps_done * config.optim.batch_size / run.train_seconds
+                                  if run.train_seconds > 0 else None),
       "dataset": info.name,
-      "model": config.model,
+      "model": config.model.name,
       "num_params": int(model.count_params()),
       "image_shape": list(info.image_shape),
       "num_levels": info.num_levels,
-      "num_replicas": strategy.num_replicas_in_sync,
-      "resumed_from_step": start_step,
-      "precision": policy,
+      "num_replicas": run.strategy.num_replicas_in_sync,
+      "resumed_from_step": run.start_step,
+      "precision": run.policy,
   })
-  if not chief:
-    return metrics
-  _say(config, f"Saving {workdir}/model.keras and the pictures ...")
-  with files.atomic_path(os.path.join(workdir, "model.keras")) as partial:
-    model.save(partial)
-  if isinstance(model, vae_lib.LatentModel):
-    metrics.update(_write_latent_figures(model, data, eval_split, workdir, config.seed))
-  if config.num_samples and hasattr(model, "sample"):
-    picture = sample_grid(model, config.num_samples, config.seed,
-                          progress=config.verbose == 1)
-    files.atomic_write(os.path.join(workdir, "samples.png"),
-                       images_lib.png_bytes(picture, scale=max(1, 128 // info.image_shape[0])))
-    with writer.as_default():
-      tf.summary.image("final_samples", picture[None], step=steps_done)
-    if model.num_classes:
-      picture = class_grid(model, max(1, config.num_samples // model.num_classes), config.seed)
-      files.atomic_write(os.path.join(workdir, "samples_by_class.png"),
-                         images_lib.png_bytes(picture,
-                                              scale=max(1, 128 // info.image_shape[0])))
-  writer.flush()
-  files.atomic_json(os.path.join(workdir, "metrics.json"), metrics)
-  return metrics
+
+
+# ---- post-training actions (the chief only) ---------------------------------------------
+
+
+def _save_model(run):
+  """model.keras, written atomically: a kill leaves the old file or none, never half."""
+  _say(run.config, f"Saving {run.workdir}/model.keras and the pictures ...")
+  with files.atomic_path(run.path("model.keras")) as partial:
+    run.model.save(partial)
+
+
+def _latent_figures(run):
+  """Pictures of an autoencoder's or VAE's latent space.
+
+  reconstructions.png (rows of test images over their reconstructions), traversal.png
+  (one row per latent dimension, the most used first), and for a 2-D latent space
+  latent_scatter.png (test codes coloured by label) and, for a VariationalModel,
+  manifold.png. Adds to the metrics the use score (KL nats for a VAE, code variance for
+  an autoencoder) of each traversed dimension and the number of active dimensions
+  (VAE: KL above 0.01 nats, Burda et al. 2016).
+  """
+  model, data, split, seed = run.model, run.data, run.eval_split, run.config.runtime.seed
+  levels = model.num_levels
+  scale = max(1, 64 // model.image_shape[0])
+
+  def save(name, picture):
+    files.atomic_write(run.path(name), images_lib.png_bytes(picture, scale=scale))
+
+  dataset = data.dataset(split, 256)
+  element = next(iter(data.dataset(split, 16, training=True, seed=seed)))
+  images, labels = models.base.unpack_inputs(element)
+  labels = labels if model.num_classes else None
+  recon = np.round(model.reconstruct(images, labels).numpy()).astype(np.int32)
+  save("reconstructions.png", images_lib.grid(np.concatenate([images.numpy(), recon]), levels,
+                                              columns=len(recon)))
+  first_label = None if labels is None else int(labels[0])
+  pictures, dims, scores = latents.default_traversal(model, dataset, labels=first_label)
+  rows, steps = pictures.shape[:2]
+  save("traversal.png", images_lib.grid(np.round(pictures.reshape((-1,) + model.image_shape))
+                                        .astype(np.int32), levels, columns=steps))
+  run.metrics["traversal_dims"] = [int(d) for d in dims]
+  run.metrics["traversal_dim_scores"] = [round(float(v), 4) for v in scores]
+  variational = api.implements(model, api.VariationalModel)
+  if variational:
+    score, _, _ = latents.code_statistics(model, dataset)
+    run.metrics["active_latent_dims"] = int((score > 0.01).sum())
+  if model.latent_dim == 2:
+    codes, codes_labels = latents.encode_dataset(model, dataset, max_images=5000)
+    files.atomic_write(run.path("latent_scatter.png"),
+                       latents.scatter_png(codes, codes_labels, data.info.label_names))
+    if variational:
+      grid = latents.manifold(model, labels=first_label)
+      save("manifold.png", images_lib.grid(np.round(grid.reshape((-1,) + model.image_shape))
+                                           .astype(np.int32), levels, columns=grid.shape[1]))
+
+
+def _sample_grids(run):
+  """samples.png (and TensorBoard), and for a conditional model samples_by_class.png."""
+  config, model = run.config, run.model
+  scale = max(1, 128 // model.image_shape[0])
+  picture = sample_grid(model, config.outputs.num_samples, config.runtime.seed,
+                        progress=config.runtime.verbose == 1)
+  files.atomic_write(run.path("samples.png"), images_lib.png_bytes(picture, scale=scale))
+  with run.writer.as_default():
+    tf.summary.image("final_samples", picture[None], step=run.steps_done)
+  if model.num_classes:
+    picture = class_grid(model, max(1, config.outputs.num_samples // model.num_classes),
+                         config.runtime.seed)
+    files.atomic_write(run.path("samples_by_class.png"),
+                       images_lib.png_bytes(picture, scale=scale))
+
+
+def _write_metrics(run):
+  run.writer.flush()
+  files.atomic_json(run.path("metrics.json"), run.metrics)
+
+
+def _export(run):
+  """The exported SavedModel and TFLite samplers (`python -m export` of this run)."""
+  from export import export_lib  # pylint: disable=g-import-not-at-top
+  out = run.config.outputs.export_dir
+  _say(run.config, f"Exporting to {out} ...")
+  export_lib.export_run(run.workdir, out, batch_size=run.config.outputs.export_batch_size)
+  _say(run.config, f"Exported to {out} (see its README.md).")
+
+
+# (name, applies(model, config), action), in order. metrics.json comes before the export:
+# a failed export loses nothing the run measured.
+ACTIONS = (
+    ("save_model", lambda model, config: True, _save_model),
+    ("latent_figures", lambda model, config: api.implements(model, api.LatentModel),
+     _latent_figures),
+    ("sample_grids", lambda model, config: (config.outputs.num_samples > 0 and
+                                            api.implements(model, api.Sampler)),
+     _sample_grids),
+    ("write_metrics", lambda model, config: True, _write_metrics),
+    ("export", lambda model, config: bool(config.outputs.export_dir), _export),
+)
+
+
+def post_training_actions(model, config):
+  """The names of the `ACTIONS` a run of `model` with `config` takes, in order."""
+  return [name for name, applies, _ in ACTIONS if applies(model, config)]
+
+
+def train_and_evaluate(config, workdir, on_trained=None):
+  """Trains `config.model` on `config.data`, evaluates, and writes `workdir`.
+
+  With strategy "multi_worker", every worker runs this with the same config and
+  workdir (a filesystem they share); only the chief (task 0) writes outputs.
+
+  Args:
+    config: a `tfgen.config.TrainConfig`.
+    workdir: output directory; an existing run there is resumed.
+    on_trained: optional callable, given the trained Keras model before evaluation
+      (on every worker), e.g. to inspect it in the same process.
+
+  Returns:
+    The metrics dict also written to `workdir/metrics.json`.
+
+  Raises:
+    ValueError: for a bad configuration or dataset, or a workdir holding a run with a
+      different configuration.
+    tfgen.data.DatasetUnavailableError: for a dataset that cannot be had offline.
+    NonFiniteLossError: when the loss becomes NaN or infinite (the last good
+      checkpoint is kept).
+  """
+  config.validate()
+  # First: a multi-worker strategy must exist before any other TensorFlow op runs.
+  r = config.runtime
+  strategy = make_strategy(r.strategy, r.worker_hosts, r.task_index)
+  chief = is_chief(strategy)
+  os.makedirs(workdir, exist_ok=True)
+  # The chief writes the directory; the other workers of its cluster only read it.
+  with files.RunLock(workdir, log=logging.warning) if chief else contextlib.nullcontext():
+    run = _Run(config, workdir, strategy, chief)
+    for stage in (_prepare, _build, _restore_stage, _fit):
+      stage(run)
+    if on_trained is not None:
+      on_trained(run.model)
+    _evaluate(run)
+    if chief:
+      for _, applies, action in ACTIONS:
+        if applies(run.model, config):
+          action(run)
+    return run.metrics

@@ -1,5 +1,6 @@
 """The model registry: `tfgen.models.build(name, ...)` is how every model is made."""
 
+from tfgen.models import api
 from tfgen.models import base
 from tfgen.models.gated_pixelcnn import GatedPixelCNN
 from tfgen.models.pixelcnn import PixelCNN
@@ -14,6 +15,26 @@ from tfgen.models.vae import ConvVAE
 _REGISTRY = {cls.MODEL_NAME: cls for cls in (PixelCNN, GatedPixelCNN, PixelCNNPP, RowLSTM,
                                              DiagonalBiLSTM, Autoencoder,
                                              ConvAutoencoder, VAE, ConvVAE)}
+
+
+def register(cls):
+  """Adds a model class to the registry under its `MODEL_NAME`; returns the class.
+
+  For families defined outside tfgen (tfgen's own are listed in `_REGISTRY`). Usable
+  as a class decorator, after `@keras.saving.register_keras_serializable(...)`.
+
+  Raises:
+    ValueError: for a class that is not a `base.ImageModel`, has no `MODEL_NAME`, or
+      whose name another class already has.
+  """
+  if not (isinstance(cls, type) and issubclass(cls, base.ImageModel)) or not cls.MODEL_NAME:
+    raise ValueError(f"{cls!r} is not a tfgen model class: subclass "
+                     "tfgen.models.base.ImageModel (or AutoregressiveModel) and set MODEL_NAME.")
+  if _REGISTRY.get(cls.MODEL_NAME, cls) is not cls:
+    raise ValueError(f"Model name {cls.MODEL_NAME!r} is taken by "
+                     f"{_REGISTRY[cls.MODEL_NAME].__name__}; choose another MODEL_NAME.")
+  _REGISTRY[cls.MODEL_NAME] = cls
+  return cls
 
 
 def available():
@@ -56,6 +77,6 @@ def build(name, image_shape, num_levels, num_classes=None, **hparams):
   return model_class(name)(image_shape, num_levels, num_classes, **hparams)
 
 
-__all__ = ["available", "base", "build", "default_hparams", "model_class", "Autoencoder",
+__all__ = ["api", "available", "base", "build", "default_hparams", "model_class", "register", "Autoencoder",
            "ConvAutoencoder", "ConvVAE", "DiagonalBiLSTM", "GatedPixelCNN", "PixelCNN",
            "PixelCNNPP", "RowLSTM", "VAE"]

@@ -18,6 +18,7 @@ import tensorflow as tf
 from tfgen import distributions
 from tfgen import layers
 from tfgen import sampling
+from tfgen.models import api
 
 
 def unpack_inputs(inputs):
@@ -451,7 +452,7 @@ class ImageModel(HParamsMixin, keras.Model):
     return cls(**config)
 
 
-class AutoregressiveModel(ImageModel):
+class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler):
   """A model of p(x) (or p(x | y)) as a product of per-subpixel distributions.
 
     log p(x | y) = sum_t log p(x_t | x_<t, y),   t over H * W * C subpixels
@@ -463,6 +464,7 @@ class AutoregressiveModel(ImageModel):
   """
 
   PIXEL_DISTRIBUTION = "categorical"
+  SAMPLE_REPORTS_PROGRESS = True
   # Every autoregressive model conditions through `_condition_bias`, labels or vector.
   SUPPORTS_CONDITION_VECTOR = True
 
@@ -607,7 +609,7 @@ class AutoregressiveModel(ImageModel):
   # Whether the cached sampler lowers to TFLite builtin operators (no TensorList ops).
   fast_sampler_is_builtin = True
 
-  def sample_from_noise(self, noise, labels, builtin_only=False):
+  def sample_from_noise(self, noise, condition, builtin_only=False):
     """`sample` as a graph: noise dict -> int32 levels.
 
     The cached sampler where the model has one, so an exported loop costs what
@@ -617,17 +619,12 @@ class AutoregressiveModel(ImageModel):
     uniform = noise["noise"]  # [B, H, W, C]
     fast = self.supports_fast_sampling and (self.fast_sampler_is_builtin or not builtin_only)
     fill = self.incremental_fill if fast else self._naive_fill
-    return fill(tf.zeros_like(uniform, tf.int32), uniform, labels, tf.constant(0),
+    return fill(tf.zeros_like(uniform, tf.int32), uniform, condition, tf.constant(0),
                 tf.constant(self.image_shape[0]))
 
-  def log_prob_graph(self, images, labels):
+  def log_prob_graph(self, images, condition):
     """log p(x | y) in nats `[B]` of int32 images, inside a traced function."""
-    return self.distribution(self._inputs(images, labels)).log_prob(images)
-
-  def export_extras(self, batch):
-    """Family-specific exported signatures: {name: (fn, [TensorSpec])}; none here."""
-    del batch
-    return {}
+    return self.distribution(self._inputs(images, condition)).log_prob(images)
 
   # ---- training ---------------------------------------------------------------------
 

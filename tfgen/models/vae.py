@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfgen import distributions
+from tfgen.models import api
 from tfgen.models import base
 
 
@@ -51,7 +52,7 @@ def _dense_stack(widths, out_dim, name):
   return keras.Sequential(stack + [keras.layers.Dense(out_dim)], name=name)
 
 
-class LatentModel(base.ImageModel):
+class EncoderDecoder(base.ImageModel, api.LatentModel):
   """What autoencoders and VAEs share: encoder and decoder sub-models around a code z.
 
   The encoder maps images (scaled to [-1, 1], with the one-hot label of a conditional
@@ -149,25 +150,9 @@ class LatentModel(base.ImageModel):
   def latent_dim(self):
     return self.hparams["latent_dim"]
 
-  def features(self, images, labels=None):
-    """Encoder features for a downstream model: the code (AE) or the posterior mean (VAE).
-
-    Returns:
-      float32 `[B, D]`.
-    """
-    raise NotImplementedError
-
-  def decode_mean(self, z, labels=None):
-    """The decoder's mean image of codes `z` `[B, D]`, float levels `[B, H, W, C]`."""
-    raise NotImplementedError
-
-  def reconstruct(self, images, labels=None):
-    """Encodes and decodes: the mean image of the code of each image (float levels)."""
-    return self.decode_mean(self.features(images, labels), labels)
-
 
 @keras.saving.register_keras_serializable(package="tfgen")
-class Autoencoder(LatentModel):
+class Autoencoder(EncoderDecoder):
   """A deterministic autoencoder with an L2 reconstruction loss.
 
     loss = mean_{i, j, c} (x_ijc - sigmoid(decoder(encoder(x)))_ijc)^2,  x in [0, 1]
@@ -238,7 +223,7 @@ class ConvAutoencoder(Autoencoder):
 
 
 @keras.saving.register_keras_serializable(package="tfgen")
-class VAE(LatentModel):
+class VAE(EncoderDecoder, api.VariationalModel):
   """A variational autoencoder; with `num_classes`, a conditional VAE p(x | y).
 
   `call` returns the parameters of both halves for one reparameterized sample,
@@ -257,7 +242,7 @@ class VAE(LatentModel):
 
   a lower bound in expectation that tightens to log p(x) as k grows (k = 1: the ELBO).
 
-  Hyper-parameters (see also `LatentModel`):
+  Hyper-parameters (see also `EncoderDecoder`):
     likelihood: "auto" (Bernoulli for K = 2, else "gaussian"), "bernoulli",
       "categorical" (a softmax over the K levels) or "gaussian" (learned mean and
       variance, binned onto the levels: `distributions.DiscretizedGaussianPixelHead`).
@@ -450,15 +435,17 @@ class VAE(LatentModel):
     return {"z": tf.TensorSpec((batch, self.latent_dim), tf.float32),
             "noise": tf.TensorSpec((batch,) + self.image_shape, tf.float32)}
 
-  def sample_from_noise(self, noise, labels, builtin_only=False):
+  def sample_from_noise(self, noise, condition, builtin_only=False):
     """Prior draw `z` and inverse-CDF pixel draw in one graph of TFLite builtin ops."""
     del builtin_only  # Always builtin.
-    return self.head.image_quantile(self._decoder_params(noise["z"], labels), noise["noise"])
+    return self.head.image_quantile(self._decoder_params(noise["z"], condition),
+                                    noise["noise"])
 
-  def log_prob_graph(self, images, labels):
+  def log_prob_graph(self, images, condition):
     """The k = `EXPORT_IMPORTANCE_SAMPLES` estimate of log p(x | y), seed 0."""
     k = self.EXPORT_IMPORTANCE_SAMPLES
-    return self._iw_log_prob(images, labels, tf.constant(k), tf.constant(k), tf.constant(0))
+    return self._iw_log_prob(images, condition, tf.constant(k), tf.constant(k),
+                             tf.constant(0))
 
   def export_extras(self, batch):
     """`decode` (z, noise -> parameters, mean, a sample) and `encode` (-> mu, sigma)."""
@@ -525,4 +512,4 @@ class ConvVAE(VAE):
   HPARAMS = dict(VAE.HPARAMS, architecture="conv", hidden_dims="256")
 
 
-__all__ = ["Autoencoder", "ConvAutoencoder", "ConvVAE", "LatentModel", "VAE"]
+__all__ = ["Autoencoder", "ConvAutoencoder", "ConvVAE", "EncoderDecoder", "VAE"]
