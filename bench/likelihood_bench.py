@@ -109,7 +109,8 @@ def main(argv):
   start = time.perf_counter()
   for _ in range(_PIPELINE_BATCHES.value):
     next(stream)
-  pipeline_rate = _PIPELINE_BATCHES.value * config.optim.batch_size / (time.perf_counter() - start)
+  pipeline_rate = (_PIPELINE_BATCHES.value * config.optim.batch_size
+                   / (time.perf_counter() - start))
 
   workdir = _WORKDIR.value or tempfile.mkdtemp(prefix="tfgen_bench_")
   metrics = train_lib.train_and_evaluate(config, workdir)

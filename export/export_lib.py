@@ -4,10 +4,10 @@ One exporter for every model family: any model that declares both
 `tfgen.models.api.Sampler` and `api.LikelihoodModel` exports. The sampler says what
 randomness it takes (`export_noise_specs`), how to sample in a graph of TFLite builtin
 ops (`sample_from_noise`) and which extra signatures it has (`export_extras`, e.g. a
-VAE's `encode`/`decode`); the likelihood model how to score images (`log_prob_graph`). This module wraps
-those in signatures with input checks, writes the SavedModel, converts the sampler to
-`.tflite` (float32, float16, dynamic-range int8) and writes `metadata.json` and a
-README describing every input and output.
+VAE's `encode`/`decode`); the likelihood model how to score images (`log_prob_graph`).
+This module wraps those in signatures with input checks, writes the SavedModel,
+converts the sampler to `.tflite` (float32, float16, dynamic-range int8) and writes
+`metadata.json` and a README describing every input and output.
 
 Layout of OUT:
   saved_model/             signatures "sample", "log_prob" (+ family extras); needs only
