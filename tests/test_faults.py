@@ -297,7 +297,7 @@ def test_gaussian_decoder_has_a_mean_and_a_builtin_sampler_of_its_distribution()
   levels = np.arange(7).reshape(-1, 1, 1, 1, 1).astype(np.float32)
   probs = np.exp(dist.log_prob(np.broadcast_to(levels, (7, 3, 2, 2, 1))).numpy())
   np.testing.assert_allclose(dist.mean().numpy(), (probs * levels).sum(0), atol=1e-4)
-  # The README's call: the decoder distribution's mean.
+  # docs/vae.md's call: the decoder distribution's mean.
   model = models.build("vae", (4, 4, 1), 7, latent_dim=2, hidden_dims="8")
   assert model.decode(np.zeros((2, 2), np.float32)).mean().shape == (2, 4, 4, 1)
   # normal_cdf (builtin ops) against the exact CDF, centre and tails.

@@ -19,7 +19,7 @@ building:
   tfgen.precision.use("auto")      # sets Keras's global policy; returns its name
   model = tfgen.models.build(...)  # layers keep the policy they were built with
 
-Measured with bench/train_speed_bench.py (README): on a 2-core AMD EPYC with
+Measured with bench/train_speed_bench.py (docs/performance.md): on a 2-core AMD EPYC with
 AVX512_BF16 and no AMX a plain convolution ran 1.9x faster in bfloat16 than in
 float32 and a default PixelCNN training step 1.65x.
 """
