@@ -1,0 +1,96 @@
+"""The contract every registered family meets: one suite over `tfgen.models.available()`.
+
+Each check runs for every family whose declared capabilities (`tfgen.models.api`) it
+concerns; a family registered without a tiny configuration in `TINY` fails the first
+test. The family files keep only what is particular to a family: its own broken
+variants (each check here is shown to fail on one there or in `likelihood_checks`
+users), its architecture's properties, its training paths.
+
+- save and load: the same class, configuration, likelihoods, samples, reconstructions;
+- normalization: exp(log p(x)) over every image of a tiny shape sums to 1, per class;
+- sampler: a chi-square test of samples against exp(log p(x)), naive and cached.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import likelihood_checks as checks
+from tfgen import models
+from tfgen.models import api
+
+# Hyper-parameters small enough for 2x2 .. 3x3 images, per registered family.
+TINY = {
+    "pixelcnn": dict(hidden_dim=6, num_blocks=2, output_dim=12, input_kernel_size=3,
+                     kernel_size=3),
+    "gated_pixelcnn": dict(hidden_dim=6, num_layers=2, kernel_size=3, skip_dim=6,
+                           output_dim=6),
+    "pixelcnn_pp": dict(num_filters=6, num_resnet=1, num_scales=1, num_mixtures=3),
+    "row_lstm": dict(hidden_dim=6, num_layers=2, input_kernel_size=3, output_dim=12),
+    "diagonal_bilstm": dict(hidden_dim=6, num_layers=2, input_kernel_size=3, output_dim=12),
+    "vae": dict(latent_dim=2, hidden_dims="8"),
+    "conv_vae": dict(latent_dim=2, hidden_dims="8", conv_filters="4"),
+    "autoencoder": dict(latent_dim=2, hidden_dims="8"),
+    "conv_autoencoder": dict(latent_dim=2, hidden_dims="8", conv_filters="4"),
+}
+# Normalization tolerance: PixelCNN++'s logistic CDF differences lose a little more.
+TOLERANCE = {"pixelcnn_pp": 1e-4}
+
+ALL = models.available()
+EXACT = [n for n in ALL if api.implements(models.model_class(n), api.LikelihoodModel)
+         and models.model_class(n).LOG_PROB_IS_EXACT]
+
+
+def _build(name, shape, levels, classes=None, seed=0):
+  return checks.randomize(models.build(name, shape, levels, num_classes=classes, **TINY[name]),
+                          seed=seed)
+
+
+def test_every_registered_family_has_a_tiny_configuration():
+  assert sorted(TINY) == ALL, "add the new family's tiny hyper-parameters to TINY"
+  assert EXACT, "no exact-likelihood family found: the capability query is broken"
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_save_and_load_round_trip(tmp_path, name):
+  model = _build(name, (3, 3, 3), 4, classes=2)
+  x = np.random.default_rng(0).integers(0, 4, (2, 3, 3, 3))
+  path = str(tmp_path / "m.keras")
+  model.save(path)
+  loaded = keras.models.load_model(path)
+  assert type(loaded) is type(model) and loaded.num_classes == 2
+  assert loaded.hparams == model.hparams and loaded.get_config() == model.get_config()
+  for a, b in zip(loaded.get_weights(), model.get_weights()):
+    np.testing.assert_array_equal(a, b)
+  labels = np.array([0, 1])
+  if api.implements(model, api.LikelihoodModel):
+    options = model.likelihood_options(8, seed=1)  # An estimate: the same seed.
+    np.testing.assert_allclose(loaded.log_prob(x, labels, **options),
+                               model.log_prob(x, labels, **options), rtol=1e-6)
+  if api.implements(model, api.Sampler):
+    np.testing.assert_array_equal(loaded.sample(2, seed=1, labels=[1, 0]),
+                                  model.sample(2, seed=1, labels=[1, 0]))
+  if api.implements(model, api.LatentModel):
+    np.testing.assert_allclose(loaded.reconstruct(x, labels), model.reconstruct(x, labels),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", EXACT)
+@pytest.mark.parametrize("shape,levels,classes", [
+    ((2, 2, 1), 2, None), ((2, 2, 1), 3, None), ((1, 2, 3), 3, None), ((2, 2, 1), 3, 4),
+    ((2, 2, 1), 2, 4)])
+def test_normalization(name, shape, levels, classes):
+  model = _build(name, shape, levels, classes, seed=1)
+  for label in ([None] if classes is None else [0, 3]):
+    assert checks.total_probability(model, labels=label) == pytest.approx(
+        1.0, abs=TOLERANCE.get(name, 1e-5)), label
+
+
+@pytest.mark.parametrize("name", EXACT)
+@pytest.mark.parametrize("fast", [False, None])
+def test_sampler_matches_log_prob(name, fast):
+  # None: the default, which for every autoregressive family is its cached sampler.
+  model = _build(name, (2, 2, 1), 2, seed=2)
+  assert model.supports_fast_sampling
+  p_value = checks.sampler_p_value(model, 4000, seed=3, fast=fast)
+  assert p_value > checks.ALPHA, p_value
