@@ -13,18 +13,14 @@ import pytest
 import tensorflow as tf
 
 import likelihood_checks as checks
+import test_contract as contract
 from export import export_lib
 from tfgen import models
 
-TINY = {
-    "pixelcnn": dict(hidden_dim=6, num_blocks=2, output_dim=12, input_kernel_size=3,
-                     kernel_size=3),
-    "gated_pixelcnn": dict(hidden_dim=6, num_layers=2, kernel_size=3, skip_dim=6,
-                           output_dim=6),
-    "row_lstm": dict(hidden_dim=6, num_layers=2, input_kernel_size=3, output_dim=12),
-    "diagonal_bilstm": dict(hidden_dim=6, num_layers=2, input_kernel_size=3, output_dim=12),
-    "pixelcnn_pp": dict(num_filters=6, num_resnet=1, num_scales=2, num_mixtures=2),
-}
+# The shared tiny configurations of the autoregressive families; PixelCNN++ with two
+# scales, so the condition also reaches its down- and up-sampling passes.
+TINY = {name: dict(contract.TINY[name]) for name in contract.EXACT}
+TINY["pixelcnn_pp"].update(num_scales=2, num_mixtures=2)
 SHAPE, LEVELS, DIM = (4, 4, 3), 3, 3
 
 

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import test_contract as contract
 from tfgen import config as config_lib
 from tfgen import data as data_lib
 from tfgen import models
@@ -119,18 +120,11 @@ def test_mixed_precision_keeps_the_likelihood_in_float32(policy, classes):
     assert samples.shape == (2, 5, 5, 1) and samples.min() >= 0 and samples.max() < 3
 
 
-FAMILIES = {
-    "pixelcnn": TINY,
-    "gated_pixelcnn": dict(hidden_dim=6, num_layers=2, kernel_size=3, skip_dim=6,
-                           output_dim=6),
-    "pixelcnn_pp": dict(num_filters=6, num_resnet=1, num_scales=2, num_mixtures=2),
-    "row_lstm": dict(hidden_dim=6, num_layers=1, input_kernel_size=3, output_dim=12),
-    "diagonal_bilstm": dict(hidden_dim=6, num_layers=1, input_kernel_size=3, output_dim=12),
-    "autoencoder": dict(latent_dim=2, hidden_dims="8"),
-    "conv_autoencoder": dict(latent_dim=2),
-    "vae": dict(latent_dim=2, hidden_dims="8"),
-    "conv_vae": dict(latent_dim=2),
-}
+# The shared tiny configurations, with one recurrent layer and two PixelCNN++ scales.
+FAMILIES = {name: dict(contract.TINY[name]) for name in contract.TINY}
+FAMILIES["pixelcnn_pp"].update(num_scales=2, num_mixtures=2)
+FAMILIES["row_lstm"].update(num_layers=1)
+FAMILIES["diagonal_bilstm"].update(num_layers=1)
 
 
 @pytest.mark.parametrize("name", sorted(FAMILIES))
