@@ -521,17 +521,19 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler):
   # Models with a cached incremental sampler set this and define `incremental_fill`.
   supports_fast_sampling = False
 
-  def incremental_fill(self, images, noise, labels, row_start, row_stop):
+  def incremental_fill(self, images, noise, condition, row_start, row_stop):
     """The cached sampler: draws rows `row_start .. row_stop-1` of `images`.
 
     Exactly the images `_naive_fill` draws from the same noise, at a cost linear in
     the number of pixels. A chunk may start at any row: the caches are rebuilt from
-    the rows already drawn.
+    the rows already drawn. The families write it on the skeleton of
+    `tfgen.sampling.cached_rows` (PixelCNN++ on its static plan, `tfgen.incremental`).
 
     Args:
       images: int32 `[B, H, W, C]`, rows before `row_start` sampled.
       noise: float32 `[B, H, W, C]` uniform noise.
-      labels: int32 `[B]`, float32 `[B, D]` or None: what the model conditions on.
+      condition: int32 labels `[B]`, float32 `[B, D]` or None: what the model
+        conditions on.
       row_start, row_stop: int32 scalars.
 
     Returns:
@@ -593,9 +595,9 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler):
       bar.update(i + 1)
     return images
 
-  def _naive_fill(self, images, noise, labels, row_start, row_stop):
+  def _naive_fill(self, images, noise, condition, row_start, row_stop):
     """Samples rows `row_start .. row_stop-1`, one full network pass per subpixel."""
-    params_fn = lambda x: self(self._inputs(x, labels), training=False)
+    params_fn = lambda x: self(self._inputs(x, condition), training=False)
     per_row = self.image_shape[1] * self.image_shape[2]
     return sampling.fill_subpixels(params_fn, self.head, images, noise,
                                    row_start * per_row, row_stop * per_row)

@@ -8,6 +8,8 @@ Glossary of tensor shapes:
   kh, kw: `kernel_size // 2 + 1` and `kernel_size`, the vertical stack's kernel.
 """
 
+import typing
+
 import keras
 import tensorflow as tf
 
@@ -231,7 +233,7 @@ class GatedPixelCNN(base.AutoregressiveModel):
 
   supports_fast_sampling = True
 
-  def incremental_fill(self, images, noise, labels, row_start, row_stop):
+  def incremental_fill(self, images, noise, condition, row_start, row_stop):
     """Samples rows `row_start .. row_stop-1` with cached activations.
 
     The vertical stack runs once per row: when row i is complete, each vertical layer
@@ -260,64 +262,70 @@ class GatedPixelCNN(base.AutoregressiveModel):
       return layer(v)
 
     x = self._scaled_images(images)  # [B, H, W, C]
-    links = self._link_maps(self._vertical_stack(x, record, labels))
-    # Each vertical layer's input on rows row_start-kh+1 .. row_start-1, zero padded;
-    # a slice of static size, so the window keeps its shape through the loop.
-    above = [tf.slice(tf.pad(v, [[0, 0], [top, 0], [side, side], [0, 0]]),
-                      tf.stack([0, row_start, 0, 0]), [-1, top, -1, -1])
-             for v in recorded]  # each [B, kh-1, W + 2(k//2), F_in]
-    # The horizontal stack's input from above on row row_start.
-    links = [tf.cast(tf.gather(link, row_start, axis=1), tf.float32)
-             for link in links]  # each [B, W, 2p]
+    links = self._link_maps(self._vertical_stack(x, record, condition))
+    carry = _Window(
+        # Each vertical layer's input on rows row_start-kh+1 .. row_start-1.
+        above=tuple(sampling.window_above(v, row_start, top, side)
+                    for v in recorded),  # each [B, kh-1, W + 2(k//2), F_in]
+        # The horizontal stack's input from above on row row_start.
+        links=tuple(tf.cast(tf.gather(link, row_start, axis=1), tf.float32)
+                    for link in links))  # each [B, W, 2p]
     widths = [channels] + [self.hparams["hidden_dim"]] * (len(self.horizontal_convs) - 1)
-    empty_rows = [tf.zeros([tf.shape(images)[0], width + left, f])
-                  for f in widths]  # each [B, W + k//2, F_in]
+    empty_row = _Row(tuple(tf.zeros([tf.shape(images)[0], width + left, f])
+                           for f in widths))  # each [B, W + k//2, F_in]
     index = {id(layer): n for n, layer in enumerate(self.horizontal_convs)}
 
-    def row_body(i, images, above, links):
+    def position(i, j, c, images, carry, per_row, row):
+      del c, per_row
+      written = []
 
-      def subpixel_body(t, images, rows):
-        j, c = t // channels, t % channels
-        written = []
+      def conv(layer, h):
+        if id(layer) not in index:
+          return layer.pointwise(h)  # [B, F_out]
+        cached = sampling.set_column(row.inputs[index[id(layer)]], j + left,
+                                     tf.cast(h, tf.float32))  # [B, W + k//2, F_in]
+        written.append(cached)
+        return layer.horizontal(cached, j)  # [B, 2p]
 
-        def conv(layer, h):
-          if id(layer) not in index:
-            return layer.pointwise(h)  # [B, F_out]
-          row = sampling.set_column(rows[index[id(layer)]], j + left,
-                                    tf.cast(h, tf.float32))  # [B, W + k//2, F_in]
-          written.append(row)
-          return layer.horizontal(row, j)  # [B, 2p]
+      x = self._scaled_images(images[:, i, j])  # [B, C]
+      at_j = [link[:, j] for link in carry.links]  # each [B, 2p]
+      params = self._horizontal_stack(x, at_j, conv, condition)  # [B, P]
+      return params, _Row(tuple(written))
 
-        x = self._scaled_images(images[:, i, j])  # [B, C]
-        at_j = [link[:, j] for link in links]  # each [B, 2p]
-        params = self._horizontal_stack(x, at_j, conv, labels)  # [B, P]
-        levels = self.head.quantile(params, c, noise[:, i, j, c], images[:, i, j])  # [B]
-        images = sampling.set_subpixel(images, (i * width + j) * channels + c, levels)
-        # The first layer caches the pixel itself, which has just changed. Deeper
-        # caches are final: by the masks, no feature at (i, j) sees the subpixel just
-        # sampled until the next channel's step recomputes them.
-        written[0] = sampling.set_column(written[0], j + left,
-                                         self._scaled_images(images[:, i, j]))
-        return t + 1, images, written
+    def after_draw(i, j, images, row):
+      # The first layer caches the pixel itself, which has just changed. Deeper caches
+      # are final: by the masks, no feature at (i, j) sees the subpixel just sampled
+      # until the next channel's step recomputes them.
+      first = sampling.set_column(row.inputs[0], j + left, self._scaled_images(images[:, i, j]))
+      return _Row((first,) + row.inputs[1:])
 
-      _, images, _ = tf.while_loop(lambda t, *_: t < width * channels, subpixel_body,
-                                   (tf.constant(0), images, empty_rows))
-
+    def end_row(i, images, carry, per_row, row):
+      del per_row, row
       # Row i is complete: run the vertical stack on it, once.
       new_rows = []
 
       def conv_row(layer, v):
         n = len(new_rows)
-        row = tf.pad(tf.cast(v, tf.float32), [[0, 0], [side, side], [0, 0]])  # [B, W+2s, F]
-        new_rows.append(row)
-        return layer.row(tf.concat([above[n], row[:, None]], axis=1))  # [B, W, 2p]
+        padded = tf.pad(tf.cast(v, tf.float32), [[0, 0], [side, side], [0, 0]])  # [B, W+2s, F]
+        new_rows.append(padded)
+        return layer.row(tf.concat([carry.above[n], padded[:, None]], axis=1))  # [B, W, 2p]
 
-      pre = self._vertical_stack(self._scaled_images(images[:, i]), conv_row, labels)
-      links = [link.pointwise(features) for link, features in zip(self.links, pre)]
-      # Roll the windows: drop the oldest row, append the finished one.
-      above = [tf.concat([a[:, 1:], r[:, None]], axis=1) for a, r in zip(above, new_rows)]
-      return i + 1, images, above, links
+      pre = self._vertical_stack(self._scaled_images(images[:, i]), conv_row, condition)
+      return _Window(
+          above=tuple(sampling.roll_window(a, r) for a, r in zip(carry.above, new_rows)),
+          links=tuple(link.pointwise(features) for link, features in zip(self.links, pre)))
 
-    _, images, _, _ = tf.while_loop(lambda i, *_: i < row_stop, row_body,
-                                    (row_start, images, above, links))
-    return images
+    return sampling.cached_rows(self.head, images, noise, row_start, row_stop, carry,
+                                empty_row, lambda i, carry: None, position, after_draw,
+                                end_row)
+
+
+class _Window(typing.NamedTuple):
+  """What a cached Gated PixelCNN row starts from."""
+  above: tuple  # Per vertical layer: its input on the kh-1 rows above, [B, kh-1, W+2s, F].
+  links: tuple  # Per layer: the horizontal stack's input from above on the row, [B, W, 2p].
+
+
+class _Row(typing.NamedTuple):
+  """The caches of the row being drawn."""
+  inputs: tuple  # Per horizontal layer: its input on the row, [B, W + k//2, F_in].

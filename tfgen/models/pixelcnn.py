@@ -6,6 +6,8 @@ Glossary of tensor shapes:
   P: parameters per pixel (C * K for the categorical head).
 """
 
+import typing
+
 import keras
 import tensorflow as tf
 
@@ -115,7 +117,7 @@ class PixelCNN(base.AutoregressiveModel):
 
   supports_fast_sampling = True
 
-  def incremental_fill(self, images, noise, labels, row_start, row_stop):
+  def incremental_fill(self, images, noise, condition, row_start, row_stop):
     """Samples rows `row_start .. row_stop-1` with cached activations.
 
     Each spatial (kxk) layer keeps the last ph = k//2 rows of its input and the
@@ -136,7 +138,6 @@ class PixelCNN(base.AutoregressiveModel):
           Fast Generation for Convolutional Autoregressive Models. ICLR 2017 workshop.
           https://arxiv.org/abs/1704.06001
     """
-    _, width, channels = self.image_shape
     spatial = [self.input_conv] + [block[1] for block in self.blocks]
     index = {id(layer): n for n, layer in enumerate(spatial)}
     pads = [layer.cache_padding for layer in spatial]
@@ -150,52 +151,58 @@ class PixelCNN(base.AutoregressiveModel):
         recorded[index[id(layer)]] = tf.cast(h, tf.float32)  # [B, H, W, F_in]
       return layer(h)
 
-    self._network(self._scaled_images(images), record, self._condition_fn(labels))
-    # Rows row_start-ph .. row_start-1 of each layer's zero-padded input; a slice of
-    # static size, so the window keeps its shape through the loop.
-    above = [tf.slice(tf.pad(h, [[0, 0], [ph, 0], [pw, pw], [0, 0]]),
-                      tf.stack([0, row_start, 0, 0]), [-1, ph, -1, -1])
-             for h, (ph, pw) in zip(recorded, pads)]  # each [B, ph, W + 2pw, F_in]
-    empty_rows = [tf.zeros_like(tf.pad(h[:, 0], [[0, 0], [pw, pw], [0, 0]]))
-                  for h, (_, pw) in zip(recorded, pads)]  # each [B, W + 2pw, F_in]
+    self._network(self._scaled_images(images), record, self._condition_fn(condition))
+    carry = _Window(tuple(sampling.window_above(h, row_start, ph, pw)
+                          for h, (ph, pw) in zip(recorded, pads)))  # [B, ph, W + 2pw, F_in]
+    empty_row = _Row(tuple(tf.zeros_like(tf.pad(h[:, 0], [[0, 0], [pw, pw], [0, 0]]))
+                           for h, (_, pw) in zip(recorded, pads)))  # [B, W + 2pw, F_in]
 
-    def row_body(i, images, above):
-      verticals = [layer.vertical(rows) for layer, rows in zip(spatial, above)]  # [B, W, F_out]
+    def begin_row(i, carry):
+      del i
+      # The part of each spatial layer that reads the rows above: once per row.
+      return [layer.vertical(rows) for layer, rows in zip(spatial, carry.above)]  # [B, W, F]
 
-      def subpixel_body(t, images, rows):
-        j, c = t // channels, t % channels
-        written = []
+    def position(i, j, c, images, carry, verticals, row):
+      del c, carry
+      written = []
 
-        def conv(layer, h):
-          if id(layer) not in index:
-            return layer.pointwise(h)  # [B, F_out]
-          n = index[id(layer)]
-          # float32 throughout: a class bias under a 16-bit policy returns 16 bits.
-          row = sampling.set_column(rows[n], j + pads[n][1],
-                                    tf.cast(h, tf.float32))  # [B, W+2pw, F]
-          written.append(row)
-          out = layer.horizontal(row, j)  # [B, F_out]
-          return out if verticals[n] is None else out + verticals[n][:, j]
+      def conv(layer, h):
+        if id(layer) not in index:
+          return layer.pointwise(h)  # [B, F_out]
+        n = index[id(layer)]
+        # float32 throughout: a class bias under a 16-bit policy returns 16 bits.
+        cached = sampling.set_column(row.inputs[n], j + pads[n][1],
+                                     tf.cast(h, tf.float32))  # [B, W+2pw, F]
+        written.append(cached)
+        out = layer.horizontal(cached, j)  # [B, F_out]
+        return out if verticals[n] is None else out + verticals[n][:, j]
 
-        x = self._scaled_images(images[:, i, j])  # [B, C]
-        params = self._network(x, conv, self._condition_fn(labels))  # [B, P]
-        levels = self.head.quantile(params, c, noise[:, i, j, c], images[:, i, j])  # [B]
-        images = sampling.set_subpixel(images, (i * width + j) * channels + c, levels)
-        # The input layer caches the pixel itself, which has just changed. Deeper
-        # caches are final: by the masks, no feature at (i, j) sees the subpixel just
-        # sampled until the next channel's step recomputes them.
-        written[0] = sampling.set_column(written[0], j + pads[0][1],
-                                         self._scaled_images(images[:, i, j]))
-        return t + 1, images, written
+      x = self._scaled_images(images[:, i, j])  # [B, C]
+      params = self._network(x, conv, self._condition_fn(condition))  # [B, P]
+      return params, _Row(tuple(written))
 
-      _, images, rows = tf.while_loop(lambda t, *_: t < width * channels, subpixel_body,
-                                      (tf.constant(0), images, empty_rows))
-      # Roll the window: drop the oldest row, append the finished one.
-      above = [tf.concat([a[:, 1:], r[:, None]], axis=1) if ph else a
-               for a, r, (ph, _) in zip(above, rows, pads)]
-      return i + 1, images, above
+    def after_draw(i, j, images, row):
+      # The input layer caches the pixel itself, which has just changed. Deeper caches
+      # are final: by the masks, no feature at (i, j) sees the subpixel just sampled
+      # until the next channel's step recomputes them.
+      first = sampling.set_column(row.inputs[0], j + pads[0][1],
+                                  self._scaled_images(images[:, i, j]))
+      return _Row((first,) + row.inputs[1:])
 
-    _, images, _ = tf.while_loop(lambda i, *_: i < row_stop, row_body,
-                                 (row_start, images, above))
-    return images
+    def end_row(i, images, carry, verticals, row):
+      del i, images, verticals
+      return _Window(tuple(sampling.roll_window(above, finished)
+                           for above, finished in zip(carry.above, row.inputs)))
 
+    return sampling.cached_rows(self.head, images, noise, row_start, row_stop, carry,
+                                empty_row, begin_row, position, after_draw, end_row)
+
+
+class _Window(typing.NamedTuple):
+  """What a cached PixelCNN row starts from."""
+  above: tuple  # Per spatial layer: its input on the ph rows above, [B, ph, W + 2pw, F_in].
+
+
+class _Row(typing.NamedTuple):
+  """The caches of the row being drawn."""
+  inputs: tuple  # Per spatial layer: its input on the row, zero padded, [B, W + 2pw, F_in].

@@ -274,7 +274,7 @@ class PixelCNNPP(base.AutoregressiveModel):
   # sampling loop: TFLite samplers of PixelCNN++ take the naive path.
   fast_sampler_is_builtin = False
 
-  def incremental_fill(self, images, noise, labels, row_start, row_stop):
+  def incremental_fill(self, images, noise, condition, row_start, row_stop):
     """Samples rows `row_start .. row_stop-1`, computing every activation once.
 
     The network of `call`, rebuilt as an `incremental.Plan` over the same layers: each
@@ -290,7 +290,7 @@ class PixelCNNPP(base.AutoregressiveModel):
     Args and returns: see `base.AutoregressiveModel.incremental_fill`.
     """
     height, width, channels = self.image_shape
-    plan, output = self._plan(labels)
+    plan, output = self._plan(condition)
 
     def pixel_values(levels):  # int [..., C] -> the network's input [..., C + 1]
       x = self._scaled_images(levels)

@@ -36,6 +36,8 @@ References:
       9(8), 1997.
 """
 
+import typing
+
 import keras
 import tensorflow as tf
 
@@ -430,51 +432,28 @@ class _PixelRNN(base.AutoregressiveModel):
     return lambda k, features: self.class_biases[k](features, labels)
 
   def _input_window(self, x, row_start):
-    """The mask-A input layer's cache for row `row_start`: `[B, ph, W + 2pw, C]`.
-
-    The ph rows above it of the scaled image, zero padded (rows above the image too).
-    """
+    """The mask-A input layer's cache for row `row_start`: `[B, ph, W + 2pw, C]`."""
     ph, pw = self.input_conv.cache_padding
-    return tf.slice(tf.pad(x, [[0, 0], [ph, 0], [pw, pw], [0, 0]]),
-                    tf.stack([0, row_start, 0, 0]), [-1, ph, -1, -1])
+    return sampling.window_above(x, row_start, ph, pw)
 
-  def _draw(self, stream, condition, noise, images, input_row, i, j, c):
-    """The end of a cached subpixel step: output layers at (i, j), draw channel c.
+  def _input_feature(self, vertical, input_row, j):
+    """The mask-A input layer at (i, j) from its caches: `[B, 2h]`, before conditioning."""
+    feature = self.input_conv.horizontal(input_row, j)  # [B, 2h]
+    return feature if vertical is None else feature + vertical[:, j]
 
-    Args:
-      stream: `[B, 2h]`, the residual stream at (i, j) after the last LSTM layer.
-      condition: adds the output layer's conditioning (`_output`'s argument).
-      noise, images: as in `incremental_fill`.
-      input_row: `[B, W + 2pw, C]`, the mask-A input layer's cache of row i.
-      i, j, c: int32 scalars.
+  def _output_at(self, stream, condition):
+    """The two 1x1 output layers at one position: `[B, 2h]` -> params `[B, P]`."""
+    return self._output(stream, lambda layer, features: layer.pointwise(features), condition)
 
-    Returns:
-      `(images, input_row)` with subpixel (i, j, c) drawn and cached.
+  def _cache_pixel(self, input_row, images, i, j):
+    """The input layer's row cache with pixel (i, j) as just drawn.
+
+    The input layer caches the pixel itself, which has just changed. The other caches
+    are final after a pixel's last step: by the masks (A, then B), no feature at (i, j)
+    depends on the last channel of (i, j).
     """
-    _, width, channels = self.image_shape
-    params = self._output(stream, lambda layer, features: layer.pointwise(features),
-                          condition)  # [B, P]
-    levels = self.head.quantile(params, c, noise[:, i, j, c], images[:, i, j])  # [B]
-    images = sampling.set_subpixel(images, (i * width + j) * channels + c, levels)
-    # The input layer caches the pixel itself, which has just changed. The other caches
-    # are final after a pixel's last step: by the masks (A, then B), no feature at
-    # (i, j) depends on the last channel of (i, j).
     _, pw = self.input_conv.cache_padding
-    return images, _set_column(input_row, j + pw, self._scaled_images(images[:, i, j]))
-
-  def _sample_row(self, subpixel_body, images, above, empty_rows):
-    """Runs `subpixel_body` over the W * C subpixels of a row, then rolls the input
-    layer's window of rows (`above`) onto the finished row (`rows[0]`).
-
-    Returns:
-      `(images, above, rows)`: the loop's final caches of the row.
-    """
-    _, width, channels = self.image_shape
-    _, images, rows = tf.while_loop(lambda t, *_: t < width * channels, subpixel_body,
-                                    (tf.constant(0), images, empty_rows))
-    if self.input_conv.cache_padding[0]:  # Drop the oldest row, append the finished one.
-      above = tf.concat([above[:, 1:], rows[0][:, None]], axis=1)
-    return images, above, rows
+    return sampling.set_column(input_row, j + pw, self._scaled_images(images[:, i, j]))
 
 
 @keras.saving.register_keras_serializable(package="tfgen")
@@ -540,7 +519,7 @@ class RowLSTM(_PixelRNN):
 
   supports_fast_sampling = True
 
-  def incremental_fill(self, images, noise, labels, row_start, row_stop):
+  def incremental_fill(self, images, noise, condition, row_start, row_stop):
     """Samples rows `row_start .. row_stop-1`, carrying the LSTM states row to row.
 
     When row i starts, the states and cells of every layer on row i - 1 are final
@@ -564,59 +543,62 @@ class RowLSTM(_PixelRNN):
 
     # One full pass: the states and cells of every layer on every row.
     x = self._scaled_images(images)  # [B, H, W, C]
-    condition = self._condition_fn(labels)
-    stream = condition(self.input_conv(x))  # [B, H, W, 2h]
-    previous = []  # per layer: (state, cell) on row row_start - 1, each [B, W, h]
+    conditioned = self._condition_fn(condition)
+    stream = conditioned(self.input_conv(x))  # [B, H, W, 2h]
+    above_states, above_cells = [], []  # per layer: row row_start - 1, each [B, W, h]
     for lstm, up in zip(self.lstms, self.up_convs):
-      states, cells = lstm.recurrence(condition(lstm.input_gates(stream)))  # [B, H, W, h]
-      previous.append(tuple(
-          tf.gather(tf.pad(f32(t), [[0, 0], [1, 0], [0, 0], [0, 0]]), row_start, axis=1)
-          for t in (states, cells)))  # row -1 is the zero initial state
-      stream = stream + condition(up(states))  # [B, H, W, 2h]
+      states, cells = lstm.recurrence(conditioned(lstm.input_gates(stream)))  # [B, H, W, h]
+      for out, t in ((above_states, states), (above_cells, cells)):
+        # Row -1 is the zero initial state.
+        out.append(tf.gather(tf.pad(f32(t), [[0, 0], [1, 0], [0, 0], [0, 0]]), row_start,
+                             axis=1))
+      stream = stream + conditioned(up(states))  # [B, H, W, 2h]
 
     _, pw = self.input_conv.cache_padding
-    above = self._input_window(x, row_start)  # [B, ph, W + 2pw, C]
     s = self.hparams["kernel_size"] // 2
     batch = tf.shape(images)[0]
     empty = lambda features, pad: tf.zeros(tf.stack([batch, width + 2 * pad, features]))
-    # Per subpixel step: the input row of the input layer and of every LSTM layer, and
-    # the states and cells of every layer on the current row.
-    empty_rows = ([empty(channels, pw)] + [empty(2 * h, s) for _ in self.lstms] +
-                  [empty(h, 0) for _ in self.lstms] * 2)
-    num_layers = len(self.lstms)
+    carry = _RowLSTMWindow(self._input_window(x, row_start), tuple(above_states),
+                           tuple(above_cells))
+    empty_row = _RowLSTMRow(empty(channels, pw), tuple(empty(2 * h, s) for _ in self.lstms),
+                            tuple(empty(h, 0) for _ in self.lstms),
+                            tuple(empty(h, 0) for _ in self.lstms))
 
-    def row_body(i, images, above, previous):
-      vertical = self.input_conv.vertical(above)  # [B, W, 2h] or None
-      recurrent = [lstm.state_gates(state) for lstm, (state, _) in zip(self.lstms, previous)]
+    def begin_row(i, carry):
+      del i
+      vertical = self.input_conv.vertical(carry.pixels)  # [B, W, 2h] or None
+      recurrent = [lstm.state_gates(state) for lstm, state in zip(self.lstms, carry.states)]
+      return vertical, recurrent  # recurrent: per layer [B, W, G]
 
-      def subpixel_body(t, images, rows):
-        j, c = t // channels, t % channels
-        rows = list(rows)
-        condition = self._condition_fn(labels)
-        feature = self.input_conv.horizontal(rows[0], j)  # [B, 2h]
-        if vertical is not None:
-          feature += vertical[:, j]
-        stream = f32(condition(feature))  # [B, 2h]
-        for n, (lstm, up) in enumerate(zip(self.lstms, self.up_convs)):
-          rows[1 + n] = _set_column(rows[1 + n], j + s, stream)
-          gates = tf.concat([conv.horizontal(rows[1 + n], j) for conv in lstm.input_to_state],
-                            axis=-1)  # [B, G]
-          gates = f32(condition(gates)) + recurrent[n][:, j]
-          state, cell = lstm_update(gates, previous[n][1][:, j])  # each [B, h]
-          rows[1 + num_layers + n] = _set_column(rows[1 + num_layers + n], j, state)
-          rows[1 + 2 * num_layers + n] = _set_column(rows[1 + 2 * num_layers + n], j, cell)
-          stream = stream + f32(condition(up.pointwise(state)))  # [B, 2h]
-        images, rows[0] = self._draw(stream, lambda features: f32(condition(features)),
-                                     noise, images, rows[0], i, j, c)
-        return t + 1, images, rows
+    def position(i, j, c, images, carry, per_row, row):
+      del i, c, images
+      vertical, recurrent = per_row
+      # A fresh iterator per step: the class biases in `call`'s order.
+      conditioned = self._condition_fn(condition)
+      stream = f32(conditioned(self._input_feature(vertical, row.pixels, j)))  # [B, 2h]
+      inputs, states, cells = list(row.inputs), list(row.states), list(row.cells)
+      for n, (lstm, up) in enumerate(zip(self.lstms, self.up_convs)):
+        inputs[n] = sampling.set_column(inputs[n], j + s, stream)
+        gates = tf.concat([conv.horizontal(inputs[n], j) for conv in lstm.input_to_state],
+                          axis=-1)  # [B, G]
+        gates = f32(conditioned(gates)) + recurrent[n][:, j]
+        state, cell = lstm_update(gates, carry.cells[n][:, j])  # each [B, h]
+        states[n] = sampling.set_column(states[n], j, state)
+        cells[n] = sampling.set_column(cells[n], j, cell)
+        stream = stream + f32(conditioned(up.pointwise(state)))  # [B, 2h]
+      params = self._output_at(stream, lambda features: f32(conditioned(features)))
+      return params, _RowLSTMRow(row.pixels, tuple(inputs), tuple(states), tuple(cells))
 
-      images, above, rows = self._sample_row(subpixel_body, images, above, empty_rows)
-      previous = list(zip(rows[1 + num_layers:1 + 2 * num_layers], rows[1 + 2 * num_layers:]))
-      return i + 1, images, above, previous
+    def after_draw(i, j, images, row):
+      return row._replace(pixels=self._cache_pixel(row.pixels, images, i, j))
 
-    _, images, _, _ = tf.while_loop(lambda i, *_: i < row_stop, row_body,
-                                    (row_start, images, above, previous))
-    return images
+    def end_row(i, images, carry, per_row, row):
+      del i, images, per_row
+      return _RowLSTMWindow(sampling.roll_window(carry.pixels, row.pixels), row.states,
+                            row.cells)
+
+    return sampling.cached_rows(self.head, images, noise, row_start, row_stop, carry,
+                                empty_row, begin_row, position, after_draw, end_row)
 
 
 @keras.saving.register_keras_serializable(package="tfgen")
@@ -676,7 +658,7 @@ class DiagonalBiLSTM(_PixelRNN):
 
   supports_fast_sampling = True
 
-  def incremental_fill(self, images, noise, labels, row_start, row_stop):
+  def incremental_fill(self, images, noise, condition, row_start, row_stop):
     """Samples rows `row_start .. row_stop-1`, carrying both directions' states.
 
     Unskewed, the two recurrences of a layer are (l: left to right, r: right to left,
@@ -704,35 +686,38 @@ class DiagonalBiLSTM(_PixelRNN):
     h = self.hparams["hidden_dim"]
     num_layers = len(self.lstms)
     f32 = lambda t: tf.cast(t, tf.float32)  # The cached path computes in float32.
-    bias = self._bias_at(labels)  # Map k: 0 input, 1 + 3n / 2 + 3n / 3 + 3n layer n's
+    bias = self._bias_at(condition)  # Map k: 0 input, 1 + 3n / 2 + 3n / 3 + 3n layer n's
     output_bias = 1 + 3 * num_layers  # left gates / right gates / up conv, then output.
     batch = tf.shape(images)[0]
     x = self._scaled_images(images)  # [B, H, W, C]
 
-    # previous[n]: layer n's (l_h, r_h) on row row_start - 1, each [B, W, h].
+    # Layer n's l_h and r_h on row row_start - 1, each [B, W, h].
     if tf.get_static_value(row_start) == 0:
       zeros = tf.zeros(tf.stack([batch, width, h]))
-      previous = [(zeros, zeros)] * num_layers
+      above_left, above_right = [zeros] * num_layers, [zeros] * num_layers
     else:
-      condition = self._condition_fn(labels)
-      stream = condition(self.input_conv(x))  # [B, H, W, 2h]
-      previous = []
+      conditioned = self._condition_fn(condition)
+      stream = conditioned(self.input_conv(x))  # [B, H, W, 2h]
+      above_left, above_right = [], []
       for lstm, up in zip(self.lstms, self.up_convs):
         left, right = lstm.input_gates(stream, x)  # each [B, H, W, G]
-        left, right = lstm.directional_states(condition(left), condition(right))
-        previous.append(tuple(
-            tf.gather(tf.pad(f32(t), [[0, 0], [1, 0], [0, 0], [0, 0]]), row_start, axis=1)
-            for t in (left, right)))  # row -1 is the zero initial state
-        stream = stream + condition(up(lstm.combine(left, right)))  # [B, H, W, 2h]
+        left, right = lstm.directional_states(conditioned(left), conditioned(right))
+        for out, t in ((above_left, left), (above_right, right)):
+          # Row -1 is the zero initial state.
+          out.append(tf.gather(tf.pad(f32(t), [[0, 0], [1, 0], [0, 0], [0, 0]]), row_start,
+                               axis=1))
+        stream = stream + conditioned(up(lstm.combine(left, right)))  # [B, H, W, 2h]
 
     _, pw = self.input_conv.cache_padding
-    above = self._input_window(x, row_start)  # [B, ph, W + 2pw, C]
     empty = lambda columns, features: tf.zeros(tf.stack([batch, columns, features]))
-    # Per row: the input layer's row, each layer's stream on the row [B, W, 2h], and its
-    # l_h and l_c [B, W + 1, h] with pixel j in column j + 1 (column 0: the zero state
-    # left of the image).
-    empty_rows = ([empty(width + 2 * pw, channels)] + [empty(width, 2 * h)] * num_layers +
-                  [empty(width + 1, h)] * (2 * num_layers))
+    carry = _DiagonalWindow(self._input_window(x, row_start), tuple(above_left),
+                            tuple(above_right))
+    # l_h and l_c of the row hold pixel j in column j + 1 (column 0: the zero state left
+    # of the image).
+    empty_row = _DiagonalRow(empty(width + 2 * pw, channels),
+                             tuple(empty(width, 2 * h) for _ in self.lstms),
+                             tuple(empty(width + 1, h) for _ in self.lstms),
+                             tuple(empty(width + 1, h) for _ in self.lstms))
 
     def right_to_left(lstm, n, stream_row, pixel_row, above_states):
       """r_h on a finished row: `[B, W, 2h]`, `[B, W, C]`, `[B, W, h]` -> `[B, W, h]`."""
@@ -746,55 +731,80 @@ class DiagonalBiLSTM(_PixelRNN):
       def body(j, beside, cell, states):
         state, cell = lstm_update(
             gates[:, j] + lstm.recurrent_gates(1, above_states[:, j], beside), cell)
-        return j - 1, state, cell, _set_column(states, j, state)
+        return j - 1, state, cell, sampling.set_column(states, j, state)
 
       zero = tf.zeros(tf.stack([batch, h]))
       _, _, _, states = tf.while_loop(lambda j, *_: j >= 0, body,
                                       (tf.constant(width - 1), zero, zero, empty(width, h)))
       return states
 
-    def row_body(i, images, above, previous):
-      vertical = self.input_conv.vertical(above)  # [B, W, 2h] or None
+    def begin_row(i, carry):
+      del i
+      return self.input_conv.vertical(carry.pixels)  # [B, W, 2h] or None
 
-      def subpixel_body(t, images, rows):
-        j, c = t // channels, t % channels
-        rows = list(rows)
-        feature = self.input_conv.horizontal(rows[0], j)  # [B, 2h]
-        if vertical is not None:
-          feature += vertical[:, j]
-        stream = f32(bias(0, feature))  # [B, 2h]
-        for n, (lstm, up) in enumerate(zip(self.lstms, self.up_convs)):
-          states, cells = rows[1 + num_layers + n], rows[1 + 2 * num_layers + n]
-          rows[1 + n] = _set_column(rows[1 + n], j, stream)
-          gates = tf.concat([conv.pointwise(stream) for conv in lstm.left_to_right], -1)
-          gates = f32(bias(1 + 3 * n, gates)) + lstm.recurrent_gates(
-              0, previous[n][0][:, j], states[:, j])  # [B, G]
-          state, cell = lstm_update(gates, cells[:, j])  # each [B, h]
-          rows[1 + num_layers + n] = _set_column(states, j + 1, state)
-          rows[1 + 2 * num_layers + n] = _set_column(cells, j + 1, cell)
-          out = state + previous[n][1][:, j]  # `combine` at one position
-          stream = stream + f32(bias(3 + 3 * n, up.pointwise(out)))  # [B, 2h]
-        images, rows[0] = self._draw(stream, lambda features: f32(bias(output_bias, features)),
-                                     noise, images, rows[0], i, j, c)
-        return t + 1, images, rows
+    def position(i, j, c, images, carry, vertical, row):
+      del i, c, images
+      stream = f32(bias(0, self._input_feature(vertical, row.pixels, j)))  # [B, 2h]
+      streams, states, cells = list(row.streams), list(row.states), list(row.cells)
+      for n, (lstm, up) in enumerate(zip(self.lstms, self.up_convs)):
+        streams[n] = sampling.set_column(streams[n], j, stream)
+        gates = tf.concat([conv.pointwise(stream) for conv in lstm.left_to_right], -1)
+        gates = f32(bias(1 + 3 * n, gates)) + lstm.recurrent_gates(
+            0, carry.left[n][:, j], states[n][:, j])  # [B, G]
+        state, cell = lstm_update(gates, cells[n][:, j])  # each [B, h]
+        states[n] = sampling.set_column(states[n], j + 1, state)
+        cells[n] = sampling.set_column(cells[n], j + 1, cell)
+        out = state + carry.right[n][:, j]  # `combine` at one position
+        stream = stream + f32(bias(3 + 3 * n, up.pointwise(out)))  # [B, 2h]
+      params = self._output_at(stream, lambda features: f32(bias(output_bias, features)))
+      return params, _DiagonalRow(row.pixels, tuple(streams), tuple(states), tuple(cells))
 
-      images, above, rows = self._sample_row(subpixel_body, images, above, empty_rows)
-      pixel_row = rows[0][:, pw:pw + width]  # [B, W, C]
-      finished = []
+    def after_draw(i, j, images, row):
+      return row._replace(pixels=self._cache_pixel(row.pixels, images, i, j))
+
+    def end_row(i, images, carry, vertical, row):
+      del i, images, vertical
+      pixel_row = row.pixels[:, pw:pw + width]  # [B, W, C]
+      lefts, rights = [], []
       for n, lstm in enumerate(self.lstms):
-        left = rows[1 + num_layers + n][:, 1:]  # [B, W, h]
-        right = right_to_left(lstm, n, rows[1 + n], pixel_row, previous[n][1])  # [B, W, h]
-        for new, old in ((left, previous[n][0]), (right, previous[n][1])):
+        left = row.states[n][:, 1:]  # [B, W, h]
+        right = right_to_left(lstm, n, row.streams[n], pixel_row, carry.right[n])  # [B, W, h]
+        for new, old in ((left, carry.left[n]), (right, carry.right[n])):
           new.set_shape(old.shape)  # The loop's shape invariant: batch as on entry.
-        finished.append((left, right))
-      return i + 1, images, above, finished
+        lefts.append(left)
+        rights.append(right)
+      return _DiagonalWindow(sampling.roll_window(carry.pixels, row.pixels), tuple(lefts),
+                             tuple(rights))
 
-    _, images, _, _ = tf.while_loop(lambda i, *_: i < row_stop, row_body,
-                                    (row_start, images, above, previous))
-    return images
+    return sampling.cached_rows(self.head, images, noise, row_start, row_stop, carry,
+                                empty_row, begin_row, position, after_draw, end_row)
 
 
-def _set_column(row, column, value):
-  """`row` `[B, W', F]` with column `column` replaced by `value` `[B, F]`."""
-  hit = tf.equal(tf.range(tf.shape(row)[1]), column)[None, :, None]  # [1, W', 1]
-  return tf.where(hit, tf.cast(value, row.dtype)[:, None, :], row)
+class _RowLSTMWindow(typing.NamedTuple):
+  """What a cached Row LSTM row starts from."""
+  pixels: tf.Tensor  # The input layer's scaled pixels on the ph rows above, [B, ph, W+2pw, C].
+  states: tuple  # Per layer: its states on the row above, [B, W, h].
+  cells: tuple  # Per layer: its cells on the row above, [B, W, h].
+
+
+class _RowLSTMRow(typing.NamedTuple):
+  """The caches of the row being drawn."""
+  pixels: tf.Tensor  # The input layer's scaled pixels on the row, [B, W + 2pw, C].
+  inputs: tuple  # Per layer: its input (the residual stream) on the row, [B, W + 2s, 2h].
+  states: tuple  # Per layer: its states on the row, [B, W, h].
+  cells: tuple  # Per layer: its cells on the row, [B, W, h].
+
+
+class _DiagonalWindow(typing.NamedTuple):
+  """What a cached Diagonal BiLSTM row starts from."""
+  pixels: tf.Tensor  # The input layer's scaled pixels on the ph rows above, [B, ph, W+2pw, C].
+  left: tuple  # Per layer: the left-to-right states l_h on the row above, [B, W, h].
+  right: tuple  # Per layer: the right-to-left states r_h on the row above, [B, W, h].
+
+
+class _DiagonalRow(typing.NamedTuple):
+  """The caches of the row being drawn."""
+  pixels: tf.Tensor  # The input layer's scaled pixels on the row, [B, W + 2pw, C].
+  streams: tuple  # Per layer: its input (the residual stream) on the row, [B, W, 2h].
+  states: tuple  # Per layer: l_h on the row, pixel j in column j + 1, [B, W + 1, h].
+  cells: tuple  # Per layer: l_c on the row, likewise, [B, W + 1, h].
