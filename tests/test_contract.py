@@ -8,7 +8,10 @@ users), its architecture's properties, its training paths.
 
 - save and load: the same class, configuration, likelihoods, samples, reconstructions;
 - normalization: exp(log p(x)) over every image of a tiny shape sums to 1, per class;
-- sampler: a chi-square test of samples against exp(log p(x)), naive and cached.
+- sampler: a chi-square test of samples against exp(log p(x)), naive and cached;
+- bad inputs: float images, a wrong shape, a level >= K, labels for an unconditional
+  model, a class label out of range, a wrong `num`, and `compile(loss=...)`: each one
+  ValueError that says what is wrong.
 """
 
 import keras
@@ -94,3 +97,42 @@ def test_sampler_matches_log_prob(name, fast):
   assert model.supports_fast_sampling
   p_value = checks.sampler_p_value(model, 4000, seed=3, fast=fast)
   assert p_value > checks.ALPHA, p_value
+
+
+def _entry_points(model):
+  """The public calls of `model` that take images, by its capabilities."""
+  calls = []
+  if api.implements(model, api.LikelihoodModel):
+    calls.append(lambda images, labels=None: model.log_prob(images, labels))
+  if api.implements(model, api.LatentModel):
+    calls.append(lambda images, labels=None: model.encode(images, labels))
+  return calls
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_bad_inputs_are_one_clear_error(name):
+  model = _build(name, (3, 3, 1), 3)
+  conditional = _build(name, (3, 3, 1), 3, classes=2)
+  good = np.zeros((1, 3, 3, 1), np.int32)
+  calls = _entry_points(model)
+  assert calls, f"{name} declares no capability that takes images"
+  for call in calls:
+    with pytest.raises(ValueError, match="integer pixel levels"):
+      call(good.astype(np.float32))
+    with pytest.raises(ValueError, match="must have shape"):
+      call(np.zeros((1, 4, 3, 1), np.int32))
+    with pytest.raises(ValueError, match="levels in"):
+      call(np.full((1, 3, 3, 1), 3, np.int32))
+    with pytest.raises(ValueError, match="unconditional"):
+      call(good, labels=[0])
+  for call in _entry_points(conditional):
+    with pytest.raises(ValueError, match="class-conditional"):
+      call(good)
+    with pytest.raises(ValueError, match=r"labels must lie in \[0, 2\)"):
+      call(good, labels=[2])
+  if api.implements(model, api.Sampler):
+    for num in (0, 2.5, -1):
+      with pytest.raises(ValueError, match="positive whole number"):
+        model.sample(num, seed=0)
+  with pytest.raises(ValueError, match="defines its own loss"):
+    model.compile(loss="mse")

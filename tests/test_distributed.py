@@ -11,6 +11,7 @@ from tfgen import data as data_lib
 from tfgen import models
 from tfgen import precision
 from tfgen import train_lib
+from tfgen.models import api
 
 TINY = dict(hidden_dim=6, num_blocks=1, output_dim=12, input_kernel_size=3, kernel_size=3)
 
@@ -24,25 +25,29 @@ class _UnscaledLossPixelCNN(models.PixelCNN):
         tf.cast(images, tf.int32)))
 
 
-class _MeanCodeVAE(models.VAE):
-  """A VAE whose training code is the posterior mean: replica parity needs the same
+def _mean_code(cls):
+  """`cls` (a VAE) training on the posterior mean: replica parity needs the same
   arithmetic on one and two devices, and fresh noise per replica would differ. The loss
   (reconstruction + KL through compute_loss) is the VAE's own."""
 
-  def call(self, inputs, training=False):
-    out = super().call(inputs, training)
-    mean, _ = tf.split(out["posterior"], 2, axis=-1)
-    return dict(out, z=mean, likelihood=self._decoder_params(mean, self._labels(inputs)))
+  class MeanCode(cls):
+
+    def call(self, inputs, training=False):
+      out = super().call(inputs, training)
+      mean, _ = tf.split(out["posterior"], 2, axis=-1)
+      return dict(out, z=mean, likelihood=self._decoder_params(mean, self._labels(inputs)))
+
+  return MeanCode
 
 
-# Each model class with hyper-parameters small enough for the test, and its logged keys.
-CASES = {
-    "pixelcnn": (models.PixelCNN, TINY, ("loss", "nll", "bits_per_dim")),
-    "vae": (_MeanCodeVAE, dict(latent_dim=2, hidden_dims="8"),
-            ("loss", "neg_elbo", "kl")),
-    "autoencoder": (models.Autoencoder, dict(latent_dim=2, hidden_dims="8"),
-                    ("loss", "reconstruction_mse")),
-}
+def _parity_case(name):
+  """The class to train for family `name`, and the step logs that must agree."""
+  cls = models.model_class(name)
+  if api.implements(cls, api.VariationalModel):
+    return _mean_code(cls), ("loss", "neg_elbo", "kl")
+  if api.implements(cls, api.LikelihoodModel):
+    return cls, ("loss", "nll", "bits_per_dim")
+  return cls, ("loss", "reconstruction_mse")
 
 
 def _train(strategy, cls, weights, images, labels, hparams=TINY):
@@ -71,9 +76,11 @@ def _strategies():
   return train_lib.make_strategy("one_device"), mirrored
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_two_replicas_match_one_device(case, batch):
-  cls, hparams, keys = CASES[case]
+@pytest.mark.parametrize("name", models.available())
+def test_two_replicas_match_one_device(name, batch):
+  # Every family (the shared tiny configurations, FAMILIES below).
+  cls, keys = _parity_case(name)
+  hparams = FAMILIES[name]
   one, two = _strategies()
   weights = cls((5, 5, 1), 3, num_classes=4, **hparams).get_weights()
   logs_one, w_one = _train(one, cls, weights, *batch, hparams=hparams)

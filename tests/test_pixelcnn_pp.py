@@ -407,26 +407,6 @@ def test_build_errors():
   assert distributions.make_pixel_head("logistic_mixture", 256, 3).num_params == 100
 
 
-def test_two_replicas_match_one_device():
-  # The replica-parity check of test_distributed.py (shown there to catch an unscaled
-  # loss), on PixelCNN++: its loss too goes through the base class's compute_loss.
-  import test_distributed  # pylint: disable=import-outside-toplevel
-  rng = np.random.default_rng(0)
-  images = rng.integers(0, 3, (16, 5, 5, 1)).astype(np.uint8)
-  labels = rng.integers(0, 4, (16,)).astype(np.int32)
-  one, two = test_distributed._strategies()
-  hparams = FLAT
-  weights = models.PixelCNNPP((5, 5, 1), 3, num_classes=4, **hparams).get_weights()
-  logs_one, w_one = test_distributed._train(one, models.PixelCNNPP, weights, images, labels,
-                                            hparams=hparams)
-  logs_two, w_two = test_distributed._train(two, models.PixelCNNPP, weights, images, labels,
-                                            hparams=hparams)
-  assert logs_two["nll"][0] == pytest.approx(logs_one["nll"][0], rel=1e-5)
-  for a, b in zip(w_one, w_two):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-  assert any(not np.allclose(a, w) for a, w in zip(w_one, weights))
-
-
 # ---- training driver: Polyak averaging, train_main -----------------------------------
 
 

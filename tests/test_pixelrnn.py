@@ -1,5 +1,6 @@
 """PixelRNN (Row LSTM, Diagonal BiLSTM): causality, receptive fields, normalization,
-sampling, training, serialization, replica parity, train_lib end to end.
+sampling, training, train_lib end to end (save/load, normalization, sampler frequencies and
+replica parity: tests/test_contract.py and tests/test_distributed.py).
 
 Each correctness check is also run on a deliberately broken variant (kept here only)
 and shown to fail on it.
@@ -344,33 +345,6 @@ def test_overfits_a_few_images(name):
   # The Row LSTM's blind spots leave it above the Diagonal BiLSTM (0.12 against 0.08
   # bits/dim here), but both drop far below the 1 bit/dim of the fresh model.
   assert before > 0.8 and after < 0.2 * before, (before, after)
-
-
-def _train_on_replicas(strategy, weights):
-  rng = np.random.default_rng(0)
-  images = rng.integers(0, 3, (8, 3, 4, 1)).astype(np.uint8)
-  labels = rng.integers(0, 4, (8,)).astype(np.int32)
-  with strategy.scope():
-    model = models.DiagonalBiLSTM((3, 4, 1), 3, num_classes=4, **dict(TINY, num_layers=1))
-    model.set_weights(weights)
-    model.compile(optimizer=keras.optimizers.SGD(0.05))
-  ds = tf.data.Dataset.from_tensor_slices({"image": images, "label": labels}).batch(4)
-  return model.fit(ds, epochs=1, verbose=0).history, model.get_weights()
-
-
-def test_two_replicas_match_one_device():
-  # The check itself is shown to catch an unscaled loss in tests/test_distributed.py.
-  one, two = train_lib.make_strategy("one_device"), train_lib.make_strategy("mirrored")
-  assert two.num_replicas_in_sync == 2, "conftest.py should split the CPU in two"
-  weights = checks.randomize(models.DiagonalBiLSTM(
-      (3, 4, 1), 3, num_classes=4, **dict(TINY, num_layers=1))).get_weights()
-  logs_one, w_one = _train_on_replicas(one, weights)
-  logs_two, w_two = _train_on_replicas(two, weights)
-  for key in ("loss", "nll", "bits_per_dim"):
-    assert logs_two[key][0] == pytest.approx(logs_one[key][0], rel=1e-5), key
-  for a, b in zip(w_one, w_two):
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
-  assert any(not np.allclose(a, w) for a, w in zip(w_one, weights))  # It did train.
 
 
 @pytest.mark.parametrize("name", NAMES)
