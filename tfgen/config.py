@@ -202,7 +202,7 @@ class TrainConfig:
     groups = {group: {} for group in _GROUPS}
     for name, value in values.items():
       group, field = FIELDS[name]
-      if name in ("split_fractions", "worker_hosts") and value is not None:
+      if _kind(field) == "list" and value is not None:  # JSON and flags give lists.
         value = tuple(value)
       groups[group][field.name] = value
     return cls(**{group: _GROUPS[group](**kwargs) for group, kwargs in groups.items()})

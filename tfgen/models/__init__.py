@@ -77,6 +77,6 @@ def build(name, image_shape, num_levels, num_classes=None, **hparams):
   return model_class(name)(image_shape, num_levels, num_classes, **hparams)
 
 
-__all__ = ["api", "available", "base", "build", "default_hparams", "model_class", "register", "Autoencoder",
-           "ConvAutoencoder", "ConvVAE", "DiagonalBiLSTM", "GatedPixelCNN", "PixelCNN",
-           "PixelCNNPP", "RowLSTM", "VAE"]
+__all__ = ["api", "available", "base", "build", "default_hparams", "model_class", "register",
+           "Autoencoder", "ConvAutoencoder", "ConvVAE", "DiagonalBiLSTM", "GatedPixelCNN",
+           "PixelCNN", "PixelCNNPP", "RowLSTM", "VAE"]

@@ -283,7 +283,7 @@ class GatedPixelCNN(base.AutoregressiveModel):
         if id(layer) not in index:
           return layer.pointwise(h)  # [B, F_out]
         cached = sampling.set_column(row.inputs[index[id(layer)]], j + left,
-                                     tf.cast(h, tf.float32))  # [B, W + k//2, F_in]
+                                     h)  # [B, W + k//2, F_in], float32 like the cache
         written.append(cached)
         return layer.horizontal(cached, j)  # [B, 2p]
 

@@ -170,9 +170,9 @@ class PixelCNN(base.AutoregressiveModel):
         if id(layer) not in index:
           return layer.pointwise(h)  # [B, F_out]
         n = index[id(layer)]
-        # float32 throughout: a class bias under a 16-bit policy returns 16 bits.
-        cached = sampling.set_column(row.inputs[n], j + pads[n][1],
-                                     tf.cast(h, tf.float32))  # [B, W+2pw, F]
+        # set_column casts to the float32 cache: a class bias under a 16-bit policy
+        # returns 16 bits.
+        cached = sampling.set_column(row.inputs[n], j + pads[n][1], h)  # [B, W+2pw, F]
         written.append(cached)
         out = layer.horizontal(cached, j)  # [B, F_out]
         return out if verticals[n] is None else out + verticals[n][:, j]
