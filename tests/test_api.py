@@ -18,11 +18,11 @@ REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # What each registered family declares. A new family is added here on purpose.
 CAPABILITIES = {
-    "pixelcnn": ["LikelihoodModel", "Sampler"],
-    "gated_pixelcnn": ["LikelihoodModel", "Sampler"],
-    "pixelcnn_pp": ["LikelihoodModel", "Sampler"],
-    "row_lstm": ["LikelihoodModel", "Sampler"],
-    "diagonal_bilstm": ["LikelihoodModel", "Sampler"],
+    "pixelcnn": ["LikelihoodModel", "Sampler", "Completer"],
+    "gated_pixelcnn": ["LikelihoodModel", "Sampler", "Completer"],
+    "pixelcnn_pp": ["LikelihoodModel", "Sampler", "Completer"],
+    "row_lstm": ["LikelihoodModel", "Sampler", "Completer"],
+    "diagonal_bilstm": ["LikelihoodModel", "Sampler", "Completer"],
     "autoencoder": ["LatentModel"],
     "conv_autoencoder": ["LatentModel"],
     "vae": ["LikelihoodModel", "Sampler", "LatentModel", "VariationalModel"],
@@ -178,7 +178,7 @@ def test_post_training_actions_follow_capabilities():
   config = config_lib.TrainConfig()
   build = lambda name: models.model_class(name)
   assert train_lib.post_training_actions(build("pixelcnn"), config) == [
-      "save_model", "sample_grids", "write_metrics"]
+      "save_model", "sample_grids", "completions", "write_metrics"]
   assert train_lib.post_training_actions(build("autoencoder"), config) == [
       "save_model", "latent_figures", "write_metrics"]
   assert train_lib.post_training_actions(build("vae"), config.replace(export_dir="e")) == [

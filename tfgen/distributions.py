@@ -79,6 +79,14 @@ class CategoricalPixelHead:
     logits = tf.cast(self._logits(params), tf.float32)  # [B, H, W, C, K]
     return tfd.Independent(tfd.Categorical(logits=logits), reinterpreted_batch_ndims=3)
 
+  def subpixel_log_probs(self, params, images):
+    """log p(x_ijc | x_<ijc) of every subpixel of `images`, float32 `[B, H, W, C]`.
+
+    The terms whose sum over (i, j, c) is `image_distribution(params).log_prob(images)`;
+    a completion's conditional likelihood sums those of the missing subpixels.
+    """
+    return self.image_distribution(params).distribution.log_prob(images)  # [B, H, W, C]
+
   def subpixel_distribution(self, pixel_params, channel, pixel_levels=None):
     """The distribution of channel `channel` of one pixel.
 
@@ -606,6 +614,17 @@ class DiscretizedLogisticMixturePixelHead:
       `log_prob(images)` takes int levels and gives nats.
     """
     return tfd.Independent(self.pixel_distribution(params), reinterpreted_batch_ndims=2)
+
+  def subpixel_log_probs(self, params, images):
+    """log p(x_ijc | x_ij,<c, x_<ij) of every subpixel, float32 `[B, H, W, C]`.
+
+    The chain rule inside each pixel's mixture (`conditional_log_probs`): the C terms
+    of a pixel sum to its joint log-probability, so the whole sum is
+    `image_distribution(params).log_prob(images)`.
+    """
+    images = tf.cast(images, tf.int32)
+    conditional = self.pixel_distribution(params).conditional_log_probs(images)  # [B, H, W, C, K]
+    return tf.gather(conditional, images[..., None], batch_dims=4)[..., 0]  # [B, H, W, C]
 
   def subpixel_distribution(self, pixel_params, channel, pixel_levels=None):
     """p(x_c | x_<c) of channel `channel` of one pixel: a `tfd.Categorical` `[B]`.

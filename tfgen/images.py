@@ -16,7 +16,11 @@ def levels_to_uint8(images, num_levels):
   return np.round(images * (255.0 / (num_levels - 1))).astype(np.uint8)
 
 
-def grid(images, num_levels, columns=None, padding=1):
+# The grey of the border between images, and of the subpixels a grid leaves blank.
+GREY = 128
+
+
+def grid(images, num_levels, columns=None, padding=1, blank=None):
   """Tiles `[N, H, W, C]` levels into one uint8 picture `[rows*(H+p)+p, cols*(W+p)+p, C]`.
 
   Args:
@@ -24,15 +28,19 @@ def grid(images, num_levels, columns=None, padding=1):
     num_levels: `K`.
     columns: images per row (default: ceil(sqrt(N))).
     padding: pixels of grey border between images.
+    blank: optional bool `[N, H, W, C]`: subpixels drawn grey whatever their level
+      (the missing part of an occluded image).
 
   Returns:
     uint8 numpy array, `[GH, GW, C]`.
   """
   images = levels_to_uint8(images, num_levels)  # [N, H, W, C]
+  if blank is not None:
+    images = np.where(blank, np.uint8(GREY), images)
   n, h, w, c = images.shape
   columns = columns or max(1, math.ceil(math.sqrt(n)))
   rows = max(1, math.ceil(n / columns))
-  out = np.full((rows * (h + padding) + padding, columns * (w + padding) + padding, c), 128,
+  out = np.full((rows * (h + padding) + padding, columns * (w + padding) + padding, c), GREY,
                 np.uint8)
   for k in range(n):
     r, q = divmod(k, columns)

@@ -5,6 +5,12 @@ sampler is a deterministic function of (weights, noise, labels). A seed only cho
 the noise. That makes seeded sampling reproducible and lets any other sampler (an
 exported graph, a cached incremental one) be checked for exact agreement.
 
+Completion rides on the same loops: a subpixel whose noise is `KEEP` (negative, outside
+any uniform draw) keeps the level it holds in the image buffer, so an image with its
+observed subpixels written in and their noise set to `KEEP` (`clamped_noise`) comes
+out of any sampler with those subpixels clamped and the others drawn from the model's
+conditionals given everything before them (`tfgen.completion`).
+
 Two loops live here, and every sampler is one of them: `fill_subpixels` reruns the
 network for every subpixel (the naive sampler), and `cached_rows` is the skeleton of
 every cached sampler (rows, then the subpixels of a row, then the roll of the window
@@ -24,6 +30,38 @@ import tensorflow as tf
 def raster_position(t, width, channels):
   """Row, column and channel of subpixel number `t` in the generation order."""
   return t // (width * channels), (t // channels) % width, t % channels
+
+
+# The noise of a subpixel that is not drawn but kept as the image holds it.
+KEEP = -1.0
+
+
+def clamped_noise(noise, keep):
+  """`noise` `[..., C]` with the subpixels where `keep` is true set to `KEEP`."""
+  return tf.where(keep, tf.constant(KEEP, noise.dtype), noise)
+
+
+def draw(head, pixel_params, channel, uniform, pixel_levels):
+  """Subpixel `channel` of one pixel: drawn by inverse CDF, or kept where `uniform` is
+  `KEEP`.
+
+  Every sampling loop draws through here, so a completion is any sampler run on
+  clamped noise (see the module docstring).
+
+  Args:
+    head: a pixel head from `tfgen.distributions`.
+    pixel_params: float `[B, P]`, the parameters of the pixel.
+    channel: int scalar.
+    uniform: float `[B]`, in [0, 1) or `KEEP`.
+    pixel_levels: int32 `[B, C]`, the pixel as the image buffer holds it (channels
+      before `channel` drawn; `channel` itself the level to keep).
+
+  Returns:
+    int32 `[B]` levels in `[0, K)`.
+  """
+  drawn = head.quantile(pixel_params, channel, tf.maximum(uniform, 0.0), pixel_levels)  # [B]
+  kept = tf.gather(pixel_levels, channel, axis=1)  # [B]
+  return tf.where(uniform < 0.0, kept, drawn)
 
 
 def set_subpixel(images, t, levels):
@@ -58,7 +96,8 @@ def fill_subpixels(params_fn, head, images, noise, start, stop):
       causal, so the params of subpixel t depend only on subpixels before t.
     head: a pixel head from `tfgen.distributions`.
     images: int32 `[B, H, W, C]`; subpixels before `start` are already sampled.
-    noise: float32 `[B, H, W, C]` uniform in [0, 1), the randomness of every subpixel.
+    noise: float32 `[B, H, W, C]` uniform in [0, 1), the randomness of every subpixel
+      (or `KEEP` for a subpixel to keep).
     start: int32 scalar.
     stop: int32 scalar.
 
@@ -70,7 +109,7 @@ def fill_subpixels(params_fn, head, images, noise, start, stop):
   def body(t, images):
     i, j, c = raster_position(t, width, channels)
     params = params_fn(images)  # [B, H, W, P]
-    levels = head.quantile(params[:, i, j], c, noise[:, i, j, c], images[:, i, j])  # [B]
+    levels = draw(head, params[:, i, j], c, noise[:, i, j, c], images[:, i, j])  # [B]
     return t + 1, set_subpixel(images, t, levels)
 
   _, images = tf.while_loop(lambda t, _: t < stop, body, (start, images))
@@ -108,7 +147,7 @@ def cached_rows(head, images, noise, row_start, row_stop, carry, empty_row, begi
   Args:
     head: the pixel head (`tfgen.distributions`) that draws a subpixel from params.
     images: int32 `[B, H, W, C]`, rows before `row_start` sampled.
-    noise: float32 `[B, H, W, C]` uniform noise.
+    noise: float32 `[B, H, W, C]` uniform noise (or `KEEP` for a subpixel to keep).
     row_start, row_stop: int32 scalars.
     carry: what row `row_start` starts from (a NamedTuple of tensors): the caches
       that live from row to row.
@@ -129,7 +168,7 @@ def cached_rows(head, images, noise, row_start, row_stop, carry, empty_row, begi
     def subpixel_body(t, images, row):
       j, c = t // channels, t % channels
       params, row = position(i, j, c, images, carry, per_row, row)  # [B, P]
-      levels = head.quantile(params, c, noise[:, i, j, c], images[:, i, j])  # [B]
+      levels = draw(head, params, c, noise[:, i, j, c], images[:, i, j])  # [B]
       images = set_subpixel(images, (i * width + j) * channels + c, levels)
       return t + 1, images, after_draw(i, j, images, row)
 

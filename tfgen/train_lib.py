@@ -11,8 +11,8 @@ sequence of named stages, each a function of the `_Run` state they share:
 
 then the post-training actions that fit the model's declared capabilities
 (`tfgen.models.api`), on the chief only (see `ACTIONS`): save model.keras, latent
-figures (LatentModel), sample grids (Sampler), metrics.json, export (with
-`outputs.export_dir`). Into `workdir` it writes:
+figures (LatentModel), sample grids (Sampler), completions (Completer), metrics.json,
+export (with `outputs.export_dir`). Into `workdir` it writes:
 
   workdir/config.json         the configuration of the run (`tfgen.config`)
   workdir/checkpoints/        TensorFlow checkpoints (model, optimizer, step, time)
@@ -20,6 +20,7 @@ figures (LatentModel), sample grids (Sampler), metrics.json, export (with
   workdir/model.keras         the trained model (keras.models.load_model)
   workdir/samples.png         a grid of samples
   workdir/samples_by_class.png  conditional models: one row of samples per class
+  workdir/completions.png     test images' bottom halves completed (autoregressive models)
   workdir/metrics.json        test NLL, bits/dim, training time and throughput
   workdir/reconstructions.png, traversal.png, latent_scatter.png, manifold.png:
                               latent models' figures
@@ -153,6 +154,35 @@ def class_grid(model, per_class, seed):
   labels = np.repeat(np.arange(model.num_classes), per_class)
   samples = model.sample(len(labels), seed=seed, labels=labels).numpy()
   return images_lib.grid(samples, model.num_levels, columns=per_class)
+
+
+def completion_grid(model, images, labels, per_image, seed):
+  """The PixelRNN paper's completion figure as one uint8 picture.
+
+  One row per image: the image with its bottom half occluded (grey), `per_image`
+  completions of that half by `model.complete` (exact samples of p(bottom | top)),
+  and the original.
+
+  Args:
+    model: a `tfgen.models.api.Completer`.
+    images: int levels `[B, H, W, C]`.
+    labels: int `[B]` for a class-conditional model, else None.
+    per_image: completions per image.
+    seed: int.
+
+  Returns:
+    uint8 `[GH, GW, C]`.
+  """
+  images = np.asarray(images, np.int32)
+  height = model.image_shape[0]
+  keep = np.zeros(images.shape, bool)
+  keep[:, :height // 2] = True
+  done = model.complete(images, keep, num_samples=per_image, seed=seed, labels=labels).numpy()
+  rows = np.concatenate([images[:, None], np.swapaxes(done, 0, 1), images[:, None]], axis=1)
+  blank = np.zeros(rows.shape, bool)  # [B, per_image + 2, H, W, C]
+  blank[:, 0] = ~keep
+  flat = lambda x: x.reshape((-1,) + model.image_shape)
+  return images_lib.grid(flat(rows), model.num_levels, columns=per_image + 2, blank=flat(blank))
 
 
 class _CheckpointAndGuard(keras.callbacks.Callback):
@@ -625,6 +655,19 @@ def _sample_grids(run):
                        images_lib.png_bytes(picture, scale=scale))
 
 
+def _completions(run):
+  """completions.png (and TensorBoard): test images' bottom halves completed."""
+  model, seed = run.model, run.config.runtime.seed
+  element = next(iter(run.data.dataset(run.eval_split, 8, training=True, seed=seed)))
+  images, labels = models.base.unpack_inputs(element)
+  picture = completion_grid(model, images.numpy(),
+                            labels.numpy() if model.num_classes else None, 4, seed)
+  scale = max(1, 64 // model.image_shape[0])
+  files.atomic_write(run.path("completions.png"), images_lib.png_bytes(picture, scale=scale))
+  with run.writer.as_default():
+    tf.summary.image("completions", picture[None], step=run.steps_done)
+
+
 def _write_metrics(run):
   run.writer.flush()
   files.atomic_json(run.path("metrics.json"), run.metrics)
@@ -648,6 +691,9 @@ ACTIONS = (
     ("sample_grids", lambda model, config: (config.outputs.num_samples > 0 and
                                             api.implements(model, api.Sampler)),
      _sample_grids),
+    ("completions", lambda model, config: (config.outputs.num_samples > 0 and
+                                           api.implements(model, api.Completer)),
+     _completions),
     ("write_metrics", lambda model, config: True, _write_metrics),
     ("export", lambda model, config: bool(config.outputs.export_dir), _export),
 )

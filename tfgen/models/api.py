@@ -6,6 +6,8 @@ inheriting from the classes below, which of these it implements:
 
   LikelihoodModel   log p(x | y): scoring, bits/dim, exported `log_prob`
   Sampler           x ~ p(x | y) from explicit noise: sample grids, exported samplers
+  Completer         x_missing ~ p(x_missing | x_observed): completions, exported
+                    `complete`
   LatentModel       a code z per image: encode, decode, latent figures
   VariationalModel  a LatentModel whose encoder is a posterior q(z | x) against a
                     standard normal prior (per-dimension KL scores)
@@ -98,6 +100,25 @@ class Sampler(abc.ABC):
     return {}
 
 
+class Completer(abc.ABC):
+  """A model that completes images: missing subpixels drawn given the observed ones.
+
+  A mask marks the observed subpixels (true = kept); see `tfgen.completion` for when a
+  completion is an exact sample of p(x_missing | x_observed).
+  """
+
+  @abc.abstractmethod
+  def complete(self, images, mask, num_samples=1, seed=None, noise=None, labels=None,
+               **options):
+    """`num_samples` completions of each image, int32 `[S, B, H, W, C]`."""
+
+  @abc.abstractmethod
+  def complete_from_noise(self, images, keep, noise, condition, builtin_only=False):
+    """`complete` as a graph: int32 images, bool keep and uniform noise, all
+    `[N, H, W, C]` -> int32 completions `[N, H, W, C]`; with `builtin_only`, TFLite
+    builtin operators only, the same images."""
+
+
 class LatentModel(abc.ABC):
   """A model with a code z `[B, D]` per image: autoencoders and VAEs."""
 
@@ -147,9 +168,9 @@ def implements(model, capability):
 
 def capabilities(model):
   """The names of the capabilities `model` (an instance or a class) declares."""
-  return [c.__name__ for c in (LikelihoodModel, Sampler, LatentModel, VariationalModel)
-          if implements(model, c)]
+  return [c.__name__ for c in (LikelihoodModel, Sampler, Completer, LatentModel,
+                               VariationalModel) if implements(model, c)]
 
 
-__all__ = ["LatentModel", "LikelihoodModel", "Sampler", "VariationalModel", "capabilities",
-           "implements"]
+__all__ = ["Completer", "LatentModel", "LikelihoodModel", "Sampler", "VariationalModel",
+           "capabilities", "implements"]

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfgen import completion
 from tfgen import distributions
 from tfgen import layers
 from tfgen import sampling
@@ -218,14 +219,17 @@ class ImageModel(HParamsMixin, keras.Model):
     return tf.cast(images, tf.int32)
 
   @staticmethod
-  def _check_num(num):
-    """`num` images to sample as an int; a fraction or a non-positive count is refused."""
+  def _check_num(num, what="num", minimum=1):
+    """A count (`num` images to sample by default) as an int; a fraction or a count
+    below `minimum` is refused."""
     try:
       value = float(num)
     except (TypeError, ValueError):
       value = float("nan")
-    if isinstance(num, bool) or not value.is_integer() or value < 1:
-      raise ValueError(f"num must be a positive whole number of images, got {num!r}.")
+    if isinstance(num, bool) or not value.is_integer() or value < minimum:
+      kind = "a positive" if minimum == 1 else f"a whole number >= {minimum}, a"
+      raise ValueError(f"{what} must be {kind} whole number"
+                       f"{' of images' if what == 'num' else ''}, got {num!r}.")
     return int(value)
 
   @staticmethod
@@ -452,7 +456,7 @@ class ImageModel(HParamsMixin, keras.Model):
     return cls(**config)
 
 
-class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler):
+class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler, api.Completer):
   """A model of p(x) (or p(x | y)) as a product of per-subpixel distributions.
 
     log p(x | y) = sum_t log p(x_t | x_<t, y),   t over H * W * C subpixels
@@ -571,10 +575,7 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler):
         without a cached sampler.
     """
     num = self._check_num(num)
-    if fast is None:
-      fast = self.supports_fast_sampling
-    elif fast and not self.supports_fast_sampling:
-      raise ValueError(f"Model {self.name!r} has no cached sampler; use fast=False.")
+    fast = self._check_fast(fast)
     labels = self._check_condition(labels, condition, num)
     shape = (num,) + self.image_shape
     if noise is None:
@@ -595,12 +596,163 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler):
       bar.update(i + 1)
     return images
 
+  def _check_fast(self, fast):
+    """`fast=` of `sample`/`complete`: None means the cached sampler where there is one."""
+    if fast is None:
+      return self.supports_fast_sampling
+    if fast and not self.supports_fast_sampling:
+      raise ValueError(f"Model {self.name!r} has no cached sampler; use fast=False.")
+    return bool(fast)
+
+  def _graph_fill(self, builtin_only, fast=None):
+    """The fill an exported graph runs: the cached one where the model has one and,
+    for a TFLite graph (`builtin_only`), it lowers to builtin operators."""
+    if fast is None:
+      fast = self.supports_fast_sampling and (self.fast_sampler_is_builtin or not builtin_only)
+    return self.incremental_fill if fast else self._naive_fill
+
   def _naive_fill(self, images, noise, condition, row_start, row_stop):
     """Samples rows `row_start .. row_stop-1`, one full network pass per subpixel."""
     params_fn = lambda x: self(self._inputs(x, condition), training=False)
     per_row = self.image_shape[1] * self.image_shape[2]
     return sampling.fill_subpixels(params_fn, self.head, images, noise,
                                    row_start * per_row, row_stop * per_row)
+
+  # ---- completion --------------------------------------------------------------------
+
+  def complete(self, images, mask, num_samples=1, seed=None, noise=None, labels=None,
+               condition=None, gibbs_sweeps=0, fast=None):
+    """Draws the missing subpixels of `images` given the observed ones.
+
+    The subpixels are visited in the generation order (raster, then channel); an
+    observed one is kept, a missing one drawn from p(x_t | x_<t) with everything
+    before it in place. Where the missing subpixels of an image are a suffix of that
+    order (the bottom rows, the right part of the last observed row), this is an exact
+    sample of p(x_missing | x_observed), and the cached sampler starts at the first row
+    with a missing subpixel after one pass over the observed rows. For other masks the
+    walk ignores observations that come after a missing subpixel, so its images are
+    only approximately conditional; `gibbs_sweeps` refines them by Gibbs sampling from
+    p(x_t | x_-t), exact in the limit (see `tfgen.completion`).
+
+    Args:
+      images: integer `[B, H, W, C]` (or `[B, H, W]` for C=1) levels in `[0, K)`;
+        values at missing subpixels are ignored.
+      mask: bool or 0/1 of the images' shape, or `[B, H, W]` for whole pixels: true at
+        the observed subpixels. Each image needs observed and missing subpixels.
+      num_samples: completions per image, `S`.
+      seed: int; the same seed gives the same completions. None draws fresh noise.
+      noise: optional float `[S, B, H, W, C]` uniform in [0, 1) instead of a seed (the
+        values at observed subpixels are not used).
+      labels: int `[B]` (or a scalar) class labels for a class-conditional model.
+      condition: float `[B, D]` (or `[D]`) for a model built with `condition_dim`.
+      gibbs_sweeps: Gibbs sweeps over the missing subpixels after the ancestral walk;
+        each costs K x (missing positions) image likelihoods per completion, at most
+        `tfgen.completion.MAX_GIBBS_IMAGE_EVALUATIONS` per call. Their randomness comes
+        from `seed` (fresh without one).
+      fast: use the cached sampler (the default where the model has one); both give
+        the same images for the same noise.
+
+    Returns:
+      int32 `[S, B, H, W, C]`: the images with their missing subpixels drawn.
+
+    Raises:
+      ValueError: for bad images, mask, labels, noise or `num_samples`, or Gibbs
+        sweeps over the bound.
+    """
+    images = self._check_images(images)
+    batch = images.shape[0]
+    keep = completion.keep_mask(mask, self.image_shape, batch)
+    num_samples = self._check_num(num_samples, "num_samples")
+    fast = self._check_fast(fast)
+    labels = self._check_condition(labels, condition, batch)
+    sweeps = self._check_num(gibbs_sweeps, "gibbs_sweeps", minimum=0)
+    shape = (num_samples, batch) + self.image_shape
+    if noise is None:
+      noise = (tf.random.uniform(shape) if seed is None else
+               tf.random.stateless_uniform(shape, seed=[int(seed), 0]))
+    noise = self._check_uniform(noise, shape)
+    tile = lambda x: None if x is None else tf.tile(x, [num_samples] + [1] * (x.shape.rank - 1))
+    flat = (num_samples * batch,) + self.image_shape
+    keep, condition = tile(keep), tile(labels)
+    if sweeps:
+      cost = completion.gibbs_evaluations(keep, sweeps, self.num_levels)
+      if cost > completion.MAX_GIBBS_IMAGE_EVALUATIONS:
+        raise ValueError(
+            f"gibbs_sweeps={sweeps} would evaluate {cost:,} image likelihoods (sweeps x "
+            f"missing positions x {self.num_levels} levels x {flat[0]} completions), over "
+            f"the bound of {completion.MAX_GIBBS_IMAGE_EVALUATIONS:,} per call: use fewer "
+            "sweeps, completions or images per call.")
+    fill = self._compiled("complete_fast" if fast else "complete_naive", lambda: tf.function(
+        lambda x, k, u, c: self.complete_from_noise(x, k, u, c, fast=fast),
+        reduce_retracing=True))
+    completed = fill(tile(images), keep, tf.reshape(noise, flat), condition)  # [N, H, W, C]
+    if sweeps:
+      size = int(np.prod(self.image_shape))
+      gibbs_shape = (sweeps, size, flat[0])
+      uniform = (tf.random.uniform(gibbs_shape) if seed is None else
+                 tf.random.stateless_uniform(gibbs_shape, seed=[int(seed), 1]))
+      refine = self._compiled("gibbs", lambda: tf.function(
+          lambda x, k, c, u: completion.gibbs(self.log_prob_graph, x, k, c, u,
+                                              self.num_levels), reduce_retracing=True))
+      completed = refine(completed, keep, condition, uniform)
+    return tf.reshape(completed, shape)
+
+  def complete_from_noise(self, images, keep, noise, condition, builtin_only=False,
+                          fast=None):
+    """`complete` as a graph (the ancestral walk, no Gibbs sweeps).
+
+    Args:
+      images: int32 `[N, H, W, C]`, observed subpixels in place.
+      keep: bool `[N, H, W, C]`, true where observed.
+      noise: float32 `[N, H, W, C]` uniform in [0, 1).
+      condition: what the model conditions on, or None.
+      builtin_only: TFLite builtin operators only (see `sample_from_noise`).
+      fast: the cached sampler (default: where the model has one and, with
+        `builtin_only`, it lowers to builtins).
+
+    Returns:
+      int32 `[N, H, W, C]`.
+    """
+    start, uniform = completion.clamped_start(images, keep, noise)
+    return self._graph_fill(builtin_only, fast)(start, uniform, condition, completion.first_row_to_draw(keep),
+                tf.constant(self.image_shape[0]))
+
+  def conditional_log_prob(self, images, mask, labels=None, condition=None):
+    """log p(x_missing | x_observed) of each image, in nats: exact for suffix masks.
+
+      log p(x_missing | x_observed) = sum_{t missing} log p(x_t | x_<t)
+
+    holds when every missing subpixel comes after every observed one in the generation
+    order, and only then. Bits per missing dimension: `-result / (missing * ln 2)`.
+
+    Args:
+      images: integer `[B, H, W, C]` (or `[B, H, W]`) levels in `[0, K)`, complete.
+      mask: as in `complete`; the missing subpixels of each image must be a suffix of
+        the generation order.
+      labels, condition: as in `log_prob`.
+
+    Returns:
+      float32 `[B]`.
+
+    Raises:
+      ValueError: for bad inputs, or a mask whose missing subpixels are not a suffix
+        (its conditional likelihood has no exact form here).
+    """
+    images = self._check_images(images)
+    keep = completion.keep_mask(mask, self.image_shape, images.shape[0])
+    labels = self._check_condition(labels, condition, images.shape[0])
+    suffix = completion.missing_is_suffix(keep)
+    if not suffix.all():
+      raise ValueError(
+          f"The missing subpixels of image(s) {np.flatnonzero(~suffix)[:10].tolist()} are not "
+          "a suffix of the generation order (raster, then channel): some observed "
+          "subpixel comes after a missing one, and log p(missing | observed) then needs "
+          "p(observed), a sum over the missing subpixels before it. Mask a suffix, e.g. "
+          "the bottom rows.")
+    terms = self._compiled("subpixel_log_probs", lambda: tf.function(
+        lambda inputs: self.head.subpixel_log_probs(self(inputs), inputs["image"]),
+        reduce_retracing=True))(self._inputs(images, labels))  # [B, H, W, C]
+    return tf.reduce_sum(tf.where(keep, 0.0, terms), axis=[1, 2, 3])
 
   # ---- export (used by export/export_lib.py) ----------------------------------------
 
@@ -619,10 +771,8 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler):
     the cached sampler needs operators TFLite lacks. Both give the same images.
     """
     uniform = noise["noise"]  # [B, H, W, C]
-    fast = self.supports_fast_sampling and (self.fast_sampler_is_builtin or not builtin_only)
-    fill = self.incremental_fill if fast else self._naive_fill
-    return fill(tf.zeros_like(uniform, tf.int32), uniform, condition, tf.constant(0),
-                tf.constant(self.image_shape[0]))
+    return self._graph_fill(builtin_only)(tf.zeros_like(uniform, tf.int32), uniform, condition,
+                                          tf.constant(0), tf.constant(self.image_shape[0]))
 
   def log_prob_graph(self, images, condition):
     """log p(x | y) in nats `[B]` of int32 images, inside a traced function."""

@@ -300,7 +300,7 @@ class PixelCNNPP(base.AutoregressiveModel):
       i, j = t // width, t % width
       pixel = images[:, i, j]  # [B, C]
       for c in range(channels):  # The head's channel order within the pixel.
-        levels = self.head.quantile(params, c, noise[:, i, j, c], pixel)  # [B]
+        levels = sampling.draw(self.head, params, c, noise[:, i, j, c], pixel)  # [B]
         pixel = tf.concat([pixel[:, :c], levels[:, None], pixel[:, c + 1:]], axis=-1)
         images = sampling.set_subpixel(images, t * channels + c, levels)
       return images, pixel_values(pixel)
