@@ -40,6 +40,7 @@ def main(argv):
   del argv
   import keras
   import numpy as np
+  from tfgen import completion
   from tfgen import data as data_lib
   from tfgen.models import base
 
@@ -50,8 +51,7 @@ def main(argv):
   for element in data.dataset("test", _BATCH.value):
     images, labels = base.unpack_inputs(element)
     labels = labels if model.num_classes else None
-    keep = np.zeros(images.shape, bool)
-    keep[:, :height // 2] = True
+    keep = completion.bottom_half_missing(images.shape)
     conditional.append(model.conditional_log_prob(images, keep, labels).numpy())
     joint.append(model.log_prob(images, labels).numpy())
     num_images += len(images)
@@ -60,8 +60,7 @@ def main(argv):
 
   images, labels = base.unpack_inputs(next(iter(data.dataset("test", _NUM.value))))
   labels = labels if model.num_classes else None
-  keep = np.zeros(images.shape, bool)
-  keep[:, :height // 2] = True
+  keep = completion.bottom_half_missing(images.shape)
   timed = {}
   for name, run in (("complete", lambda s: model.complete(images, keep, seed=s, labels=labels)),
                     ("sample", lambda s: model.sample(_NUM.value, seed=s, labels=labels))):

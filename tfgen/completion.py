@@ -86,6 +86,14 @@ def keep_mask(mask, image_shape, batch):
   return tf.constant(mask)
 
 
+def bottom_half_missing(shape):
+  """The mask of the PixelRNN completion figure: bool `shape` `[B, H, W, C]`, the top
+  half of every image observed (rows `< H // 2`), the bottom half missing: a suffix."""
+  keep = np.zeros(shape, bool)
+  keep[:, :shape[1] // 2] = True
+  return keep
+
+
 def missing_is_suffix(keep):
   """Per image, whether the missing subpixels are a suffix of the generation order.
 

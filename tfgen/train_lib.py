@@ -41,6 +41,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfgen import completion
 from tfgen import config as config_lib
 from tfgen import data as data_lib
 from tfgen import files
@@ -174,9 +175,7 @@ def completion_grid(model, images, labels, per_image, seed):
     uint8 `[GH, GW, C]`.
   """
   images = np.asarray(images, np.int32)
-  height = model.image_shape[0]
-  keep = np.zeros(images.shape, bool)
-  keep[:, :height // 2] = True
+  keep = completion.bottom_half_missing(images.shape)
   done = model.complete(images, keep, num_samples=per_image, seed=seed, labels=labels).numpy()
   rows = np.concatenate([images[:, None], np.swapaxes(done, 0, 1), images[:, None]], axis=1)
   blank = np.zeros(rows.shape, bool)  # [B, per_image + 2, H, W, C]

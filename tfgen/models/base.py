@@ -227,10 +227,19 @@ class ImageModel(HParamsMixin, keras.Model):
     except (TypeError, ValueError):
       value = float("nan")
     if isinstance(num, bool) or not value.is_integer() or value < minimum:
-      kind = "a positive" if minimum == 1 else f"a whole number >= {minimum}, a"
-      raise ValueError(f"{what} must be {kind} whole number"
-                       f"{' of images' if what == 'num' else ''}, got {num!r}.")
+      kind = ("a positive whole number" if minimum == 1 else
+              f"a whole number >= {minimum}")
+      raise ValueError(f"{what} must be {kind}{' of images' if what == 'num' else ''}, "
+                       f"got {num!r}.")
     return int(value)
+
+  @staticmethod
+  def _uniform_noise(shape, seed, stream=0):
+    """Uniform noise in [0, 1) of `shape`: from `seed` (with `stream` apart from the
+    seed's other draws) reproducibly, or fresh for seed None."""
+    if seed is None:
+      return tf.random.uniform(shape)
+    return tf.random.stateless_uniform(shape, seed=[int(seed), stream])
 
   @staticmethod
   def _check_uniform(noise, shape, what="noise"):
@@ -579,10 +588,7 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler, api.Comp
     labels = self._check_condition(labels, condition, num)
     shape = (num,) + self.image_shape
     if noise is None:
-      if seed is None:
-        noise = tf.random.uniform(shape)
-      else:
-        noise = tf.random.stateless_uniform(shape, seed=[int(seed), 0])
+      noise = self._uniform_noise(shape, seed)
     noise = self._check_uniform(noise, shape)
     fill = self._compiled("fill_fast" if fast else "fill_naive", lambda: tf.function(
         self.incremental_fill if fast else self._naive_fill, reduce_retracing=True))
@@ -636,7 +642,7 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler, api.Comp
 
     Args:
       images: integer `[B, H, W, C]` (or `[B, H, W]` for C=1) levels in `[0, K)`;
-        values at missing subpixels are ignored.
+        the levels at missing subpixels are checked like the others but not used.
       mask: bool or 0/1 of the images' shape, or `[B, H, W]` for whole pixels: true at
         the observed subpixels. Each image needs observed and missing subpixels.
       num_samples: completions per image, `S`.
@@ -668,8 +674,7 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler, api.Comp
     sweeps = self._check_num(gibbs_sweeps, "gibbs_sweeps", minimum=0)
     shape = (num_samples, batch) + self.image_shape
     if noise is None:
-      noise = (tf.random.uniform(shape) if seed is None else
-               tf.random.stateless_uniform(shape, seed=[int(seed), 0]))
+      noise = self._uniform_noise(shape, seed)
     noise = self._check_uniform(noise, shape)
     tile = lambda x: None if x is None else tf.tile(x, [num_samples] + [1] * (x.shape.rank - 1))
     flat = (num_samples * batch,) + self.image_shape
@@ -687,10 +692,7 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler, api.Comp
         reduce_retracing=True))
     completed = fill(tile(images), keep, tf.reshape(noise, flat), condition)  # [N, H, W, C]
     if sweeps:
-      size = int(np.prod(self.image_shape))
-      gibbs_shape = (sweeps, size, flat[0])
-      uniform = (tf.random.uniform(gibbs_shape) if seed is None else
-                 tf.random.stateless_uniform(gibbs_shape, seed=[int(seed), 1]))
+      uniform = self._uniform_noise((sweeps, self.num_subpixels, flat[0]), seed, stream=1)
       refine = self._compiled("gibbs", lambda: tf.function(
           lambda x, k, c, u: completion.gibbs(self.log_prob_graph, x, k, c, u,
                                               self.num_levels), reduce_retracing=True))
@@ -714,8 +716,9 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler, api.Comp
       int32 `[N, H, W, C]`.
     """
     start, uniform = completion.clamped_start(images, keep, noise)
-    return self._graph_fill(builtin_only, fast)(start, uniform, condition, completion.first_row_to_draw(keep),
-                tf.constant(self.image_shape[0]))
+    return self._graph_fill(builtin_only, fast)(start, uniform, condition,
+                                                completion.first_row_to_draw(keep),
+                                                tf.constant(self.image_shape[0]))
 
   def conditional_log_prob(self, images, mask, labels=None, condition=None):
     """log p(x_missing | x_observed) of each image, in nats: exact for suffix masks.
