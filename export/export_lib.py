@@ -4,17 +4,20 @@ One exporter for every model family: any model that declares both
 `tfgen.models.api.Sampler` and `api.LikelihoodModel` exports. The sampler says what
 randomness it takes (`export_noise_specs`), how to sample in a graph of TFLite builtin
 ops (`sample_from_noise`) and which extra signatures it has (`export_extras`, e.g. a
-VAE's `encode`/`decode`); the likelihood model how to score images (`log_prob_graph`).
-This module wraps those in signatures with input checks, writes the SavedModel,
-converts the sampler to `.tflite` (float32, float16, dynamic-range int8) and writes
+VAE's `encode`/`decode`); the likelihood model how to score images (`log_prob_graph`);
+a `api.Completer` how to complete images (`complete_from_noise`). This module wraps
+those in signatures with input checks, writes the SavedModel, converts the sampler and
+the completer to `.tflite` (float32, float16, dynamic-range int8) and writes
 `metadata.json` and a README describing every input and output.
 
 Layout of OUT:
-  saved_model/             signatures "sample", "log_prob" (+ family extras); needs only
-                           TensorFlow to load: tf.saved_model.load(OUT + "/saved_model")
+  saved_model/             signatures "sample", "log_prob", "complete" (completers) and
+                           family extras; needs only TensorFlow to load:
+                           tf.saved_model.load(OUT + "/saved_model")
   sampler_float32.tflite   the whole sampling loop (for autoregressive models a WHILE
   sampler_float16.tflite   loop over positions with a fixed-shape image buffer) in
   sampler_int8.tflite      builtin ops only: the stock LiteRT interpreter runs it
+  completer_*.tflite       the same for the "complete" signature (images, mask, noise)
   metadata.json, README.md
 
 Glossary of tensor shapes:
@@ -36,8 +39,10 @@ from tfgen.models import api
 
 FORMATS = ("saved_model", "tflite")
 QUANTIZATIONS = ("none", "float16", "dynamic_int8")
-TFLITE_NAMES = {"none": "sampler_float32.tflite", "float16": "sampler_float16.tflite",
-                "dynamic_int8": "sampler_int8.tflite"}
+_SUFFIXES = {"none": "float32", "float16": "float16", "dynamic_int8": "int8"}
+TFLITE_NAMES = {q: f"sampler_{suffix}.tflite" for q, suffix in _SUFFIXES.items()}
+# A model that completes images (`api.Completer`) also gets one completer per variant.
+COMPLETER_NAMES = {q: f"completer_{suffix}.tflite" for q, suffix in _SUFFIXES.items()}
 
 
 class ExportError(ValueError):
@@ -139,36 +144,73 @@ def _checked_labels(model, labels, batch_of):
   ]
 
 
+def _checked_noise(noise, specs, batch_of):
+  """Asserts each noise input's shape and values, and one row per image of `batch_of`."""
+  deps = []
+  for name, value in noise.items():
+    deps += _assert_shape(value, list(specs[name].shape[1:]), name)
+    if name == "noise":  # Uniform noise for inverse-CDF sampling.
+      deps += [tf.debugging.assert_non_negative(value, message="noise must lie in [0, 1)"),
+               tf.debugging.assert_less(value, 1.0, message="noise must lie in [0, 1)")]
+    else:  # Gaussian draws, e.g. a VAE's z.
+      deps.append(tf.debugging.assert_all_finite(value, f"{name} must hold finite values"))
+    if value is not batch_of:
+      other = "noise" if batch_of is noise.get("noise") else "images"
+      deps.append(tf.debugging.assert_equal(
+          tf.shape(value)[0], tf.shape(batch_of)[0],
+          message=f"{name} and {other} must have the same batch size (one row of {name} "
+                  "per image)"))
+  return deps
+
+
+def _checked_images(model, images, what="images"):
+  return _assert_shape(images, list(model.image_shape), what) + [
+      tf.debugging.assert_non_negative(images, message=f"{what} must hold levels >= 0"),
+      tf.debugging.assert_less(
+          images, model.num_levels,
+          message=f"{what} must hold levels below num_levels={model.num_levels}")]
+
+
+def _checked_mask(images, mask):
+  """A 0/1 mask of the images' shape with something observed and missing per image."""
+  per_image = lambda x: tf.reduce_all(tf.reduce_any(x, axis=[1, 2, 3]))
+  return [
+      tf.debugging.assert_equal(tf.shape(mask), tf.shape(images),
+                                message="mask must have the same shape as images"),
+      tf.debugging.assert_non_negative(mask, message="mask must hold 0 (missing) and 1 "
+                                       "(observed)"),
+      tf.debugging.assert_less_equal(mask, 1, message="mask must hold 0 (missing) and 1 "
+                                     "(observed)"),
+      tf.debugging.Assert(per_image(tf.equal(mask, 0)), [
+          "mask marks nothing missing in some image: each image needs observed and "
+          "missing subpixels (score a whole image with log_prob)"]),
+      tf.debugging.Assert(per_image(tf.equal(mask, 1)), [
+          "mask marks nothing observed in some image: each image needs observed and "
+          "missing subpixels (draw a whole image with sample)"])]
+
+
 def _signatures(model, checks=True, batch=None):
   """{name: (tf.function, [TensorSpec])} of everything exported.
 
   With `checks`, inputs are asserted (shape, range, labels) so a wrong input fails with
-  a message instead of a silent wrong answer; TFLite samplers are built without them
+  a message instead of a silent wrong answer; TFLite models are built without them
   (Assert is not a builtin op) and a fixed batch.
   """
   labels_spec = _label_spec(model, batch)
+  as_list = lambda specs: [tf.TensorSpec(s.shape, s.dtype, name=n) for n, s in specs.items()]
+
+  def split(args, names):
+    """(noise dict, labels) of a signature's positional arguments."""
+    return dict(zip(names, args[:len(names)])), args[len(names)] if labels_spec else None
+
   noise_specs = model.export_noise_specs(batch)
-  noise_names = list(noise_specs)
 
   def sample(*args):
-    noise = dict(zip(noise_names, args[:len(noise_names)]))
-    labels = args[len(noise_names)] if labels_spec else None
+    noise, labels = split(args, list(noise_specs))
     deps = []
     if checks:
-      for name, value in noise.items():
-        spec = noise_specs[name]
-        deps += _assert_shape(value, list(spec.shape[1:]), name)
-        if name == "noise":  # Uniform noise for inverse-CDF sampling.
-          deps += [tf.debugging.assert_non_negative(value, message="noise must lie in [0, 1)"),
-                   tf.debugging.assert_less(value, 1.0, message="noise must lie in [0, 1)")]
-        else:  # Gaussian draws, e.g. a VAE's z.
-          deps += [
-              tf.debugging.assert_all_finite(value, f"{name} must hold finite values"),
-              tf.debugging.assert_equal(
-                  tf.shape(value)[0], tf.shape(noise["noise"])[0],
-                  message=f"{name} and noise must have the same batch size (one row of "
-                          f"{name} per image)")]
-      deps += _checked_labels(model, labels, noise["noise"])
+      deps = (_checked_noise(noise, noise_specs, noise["noise"])
+              + _checked_labels(model, labels, noise["noise"]))
     with tf.control_dependencies(deps):
       # Without checks this is a TFLite sampler: builtin operators only.
       levels = model.sample_from_noise(noise, labels, builtin_only=not checks)
@@ -177,21 +219,33 @@ def _signatures(model, checks=True, batch=None):
   def log_prob(images, labels=None):
     deps = []
     if checks:
-      deps = _assert_shape(images, list(model.image_shape), "images") + [
-              tf.debugging.assert_non_negative(images, message="images must hold levels >= 0"),
-              tf.debugging.assert_less(
-                  images, model.num_levels,
-                  message=f"images must hold levels below num_levels={model.num_levels}")]
-      deps += _checked_labels(model, labels, images)
+      deps = _checked_images(model, images) + _checked_labels(model, labels, images)
     with tf.control_dependencies(deps):
       nats = model.log_prob_graph(images, labels)
     return {"log_prob_nats": nats,
             "bits_per_dim": -nats / (float(np.prod(model.image_shape)) * np.log(2.0))}
 
   image_spec = tf.TensorSpec((batch,) + model.image_shape, tf.int32, name="images")
-  noise_list = [tf.TensorSpec(s.shape, s.dtype, name=n) for n, s in noise_specs.items()]
-  out = {"sample": (sample, noise_list + labels_spec),
+  out = {"sample": (sample, as_list(noise_specs) + labels_spec),
          "log_prob": (log_prob, [image_spec] + labels_spec)}
+  if api.implements(model, api.Completer):
+    completion_specs = model.completion_noise_specs(batch)
+
+    def complete(images, mask, *args):
+      noise, labels = split(args, list(completion_specs))
+      deps = []
+      if checks:
+        deps = (_checked_images(model, images) + _checked_mask(images, mask)
+                + _checked_noise(noise, completion_specs, images)
+                + _checked_labels(model, labels, images))
+      with tf.control_dependencies(deps):
+        levels = model.complete_from_noise(images, tf.not_equal(mask, 0), noise, labels,
+                                           builtin_only=not checks)
+      return {"images": _to_uint8(model, levels), "levels": levels}
+
+    mask_spec = tf.TensorSpec((batch,) + model.image_shape, tf.int32, name="mask")
+    out["complete"] = (complete, [image_spec, mask_spec] + as_list(completion_specs)
+                       + labels_spec)
   for name, (fn, specs) in model.export_extras(batch).items():
     out[name] = (fn, specs + labels_spec)
   return out
@@ -234,13 +288,15 @@ def _save_signatures(model, path):
   return {name: _describe(fn.get_concrete_function()) for name, fn in endpoints.items()}
 
 
-def _tflite_sampler(model, batch, quantize):
-  """The sampler as `.tflite` bytes, builtin operators only.
+def _tflite_model(model, batch, quantize, signature="sample"):
+  """The sampler (or the completer, `signature="complete"`) as `.tflite` bytes with
+  one signature of that name, builtin operators only.
 
   Variables are frozen into constants first: the converter leaves variables read inside
   a WHILE body as READ_VARIABLE ops, which LiteRT cannot resolve at run time.
   """
-  fn, specs = _signatures(model, checks=False, batch=batch)["sample"]
+  what = {"sample": "sampler", "complete": "completer"}[signature]
+  fn, specs = _signatures(model, checks=False, batch=batch)[signature]
   concrete = _concrete(fn, specs)
   frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
 
@@ -249,10 +305,10 @@ def _tflite_sampler(model, batch, quantize):
                                     tf.nest.flatten(frozen(*args)))
 
   module = tf.Module()
-  module.sample = tf.function(named, input_signature=specs)
+  module.fn = tf.function(named, input_signature=specs)
   with tempfile.TemporaryDirectory() as tmp:
-    tf.saved_model.save(module, tmp, signatures={"sample": module.sample.get_concrete_function()})
-    converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=["sample"])
+    tf.saved_model.save(module, tmp, signatures={signature: module.fn.get_concrete_function()})
+    converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[signature])
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     if quantize != "none":
       converter.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -262,13 +318,13 @@ def _tflite_sampler(model, batch, quantize):
       blob = converter.convert()
     except Exception as e:
       raise ExportError(
-          f"Model {model.name!r} cannot be converted to a TFLite sampler with builtin "
+          f"Model {model.name!r} cannot be converted to a TFLite {what} with builtin "
           f"operators only ({str(e).splitlines()[0][:300]}). Export --formats=saved_model, "
           "or report the operator named above.") from e
   custom = [op for op in tflite_operators(blob) if op.startswith("CUSTOM")]
   if custom:  # The stock LiteRT interpreter has no Flex delegate to run these.
     raise ExportError(
-        f"Model {model.name!r} converts to a TFLite sampler that needs non-builtin "
+        f"Model {model.name!r} converts to a TFLite {what} that needs non-builtin "
         f"operators {custom}, which LiteRT cannot run. Export --formats=saved_model.")
   return blob
 
@@ -348,7 +404,7 @@ def export(model, out_dir, formats=FORMATS, quantize=QUANTIZATIONS, batch_size=1
 
 # What an export directory holds; an existing --out with anything else is not replaced.
 _EXPORT_FILES = frozenset(["saved_model", "metadata.json", "README.md"] +
-                          list(TFLITE_NAMES.values()))
+                          list(TFLITE_NAMES.values()) + list(COMPLETER_NAMES.values()))
 
 
 def _staging_dir(out_dir):
@@ -424,27 +480,36 @@ def _write_export(model, out_dir, formats, quantize, batch_size, label_names, mo
     if not model.LOG_PROB_IS_EXACT:
       meta["saved_model"]["log_prob_importance_samples"] = model.EXPORT_IMPORTANCE_SAMPLES
   if "tflite" in formats:
-    meta["tflite"] = {}
-    for q in quantize:
-      report(f"Converting the TFLite sampler ({q}) ...", flush=True)
-      blob = _tflite_sampler(model, batch_size, q)
-      name = TFLITE_NAMES[q]
-      with open(os.path.join(out_dir, name), "wb") as f:
-        f.write(blob)
-      from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
-      runner = litert.Interpreter(model_content=blob).get_signature_runner("sample")
-      meta["tflite"][q] = {
-          "file": name, "bytes": len(blob), "batch_size": batch_size,
-          "inputs": {k: {"shape": v["shape"].tolist(), "dtype": np.dtype(v["dtype"]).name}
-                     for k, v in runner.get_input_details().items()},
-          "outputs": {k: {"shape": v["shape"].tolist(), "dtype": np.dtype(v["dtype"]).name}
-                      for k, v in runner.get_output_details().items()},
-          "operators": tflite_operators(blob)}
+    kinds = [("tflite", "sample", TFLITE_NAMES)]
+    if api.implements(model, api.Completer):
+      kinds.append(("tflite_completer", "complete", COMPLETER_NAMES))
+    for key, signature, names in kinds:
+      meta[key] = {}
+      for q in quantize:
+        report(f"Converting the TFLite {signature} model ({q}) ...", flush=True)
+        blob = _tflite_model(model, batch_size, q, signature)
+        with open(os.path.join(out_dir, names[q]), "wb") as f:
+          f.write(blob)
+        meta[key][q] = _describe_tflite(blob, signature, names[q], batch_size)
   with open(os.path.join(out_dir, "metadata.json"), "w") as f:
     json.dump(meta, f, indent=2)
   with open(os.path.join(out_dir, "README.md"), "w") as f:
     f.write(_readme(meta))
   return meta
+
+
+def _describe_tflite(blob, signature, name, batch_size):
+  """The metadata of one `.tflite` file: its signature's inputs and outputs as LiteRT
+  reads them, and its operators."""
+  from ai_edge_litert import interpreter as litert  # pylint: disable=g-import-not-at-top
+  runner = litert.Interpreter(model_content=blob).get_signature_runner(signature)
+  describe = lambda details: {k: {"shape": v["shape"].tolist(),
+                                  "dtype": np.dtype(v["dtype"]).name}
+                              for k, v in details.items()}
+  return {"file": name, "bytes": len(blob), "batch_size": batch_size, "signature": signature,
+          "inputs": describe(runner.get_input_details()),
+          "outputs": describe(runner.get_output_details()),
+          "operators": tflite_operators(blob)}
 
 
 def _readme(meta):
@@ -480,13 +545,22 @@ def _readme(meta):
       outs = ", ".join(f"{k} {v['dtype']}{v['shape']}" for k, v in sig["outputs"].items())
       lines.append(f"- `{name}`: {ins} -> {outs}")
     lines.append("")
-  for q, info in meta.get("tflite", {}).items():
-    ins = ", ".join(f"{k} {v['dtype']}{v['shape']}" for k, v in info["inputs"].items())
-    outs = ", ".join(f"{k} {v['dtype']}{v['shape']}" for k, v in info["outputs"].items())
-    lines.append(f"- `{info['file']}` ({q}, {info['bytes']} bytes): signature `sample`: "
-                 f"{ins} -> {outs}")
+  for key in ("tflite", "tflite_completer"):
+    for q, info in meta.get(key, {}).items():
+      ins = ", ".join(f"{k} {v['dtype']}{v['shape']}" for k, v in info["inputs"].items())
+      outs = ", ".join(f"{k} {v['dtype']}{v['shape']}" for k, v in info["outputs"].items())
+      lines.append(f"- `{info['file']}` ({q}, {info['bytes']} bytes): signature "
+                   f"`{info['signature']}`: {ins} -> {outs}")
   if meta.get("tflite"):
     lines += ["", "Run a sampler with the LiteRT interpreter (`pip install ai-edge-litert`):",
               "", "```sh", "python -m export.sample_main --tflite=sampler_float32.tflite "
               "--out=samples.png", "```", ""]
+  if "complete" in meta.get("saved_model", {}).get("signatures", {}) or meta.get(
+      "tflite_completer"):
+    lines += ["`complete` keeps the subpixels where `mask` is 1 and draws those where it is",
+              "0 in the generation order (raster, then channel), from the `noise` there;",
+              "exact samples of p(missing | observed) when the missing subpixels come last",
+              "in that order (e.g. the bottom rows). Complete a folder of PNG images:", "",
+              "```sh", "python -m export.complete_main --model=. --images=DIR --out=OUT_DIR",
+              "```", ""]
   return "\n".join(lines) + "\n"

@@ -25,8 +25,8 @@ CAPABILITIES = {
     "diagonal_bilstm": ["LikelihoodModel", "Sampler", "Completer"],
     "autoencoder": ["LatentModel"],
     "conv_autoencoder": ["LatentModel"],
-    "vae": ["LikelihoodModel", "Sampler", "LatentModel", "VariationalModel"],
-    "conv_vae": ["LikelihoodModel", "Sampler", "LatentModel", "VariationalModel"],
+    "vae": ["LikelihoodModel", "Sampler", "Completer", "LatentModel", "VariationalModel"],
+    "conv_vae": ["LikelihoodModel", "Sampler", "Completer", "LatentModel", "VariationalModel"],
 }
 
 
@@ -37,7 +37,8 @@ def test_every_registered_family_declares_its_capabilities():
 
 
 @pytest.mark.parametrize("path", ["tfgen/train_lib.py", "tfgen/scoring.py", "tfgen/latents.py",
-                                  "export/export_lib.py", "train_main.py", "score_main.py"])
+                                  "export/export_lib.py", "export/complete_main.py",
+                                  "train_main.py", "score_main.py"])
 def test_tools_ask_capabilities_never_probe_attributes(path):
   # hasattr(model, ...) / getattr(model, ..., default) decide nothing in the tools: what
   # a model can do is its declared api classes.
@@ -182,6 +183,7 @@ def test_post_training_actions_follow_capabilities():
   assert train_lib.post_training_actions(build("autoencoder"), config) == [
       "save_model", "latent_figures", "write_metrics"]
   assert train_lib.post_training_actions(build("vae"), config.replace(export_dir="e")) == [
-      "save_model", "latent_figures", "sample_grids", "write_metrics", "export"]
+      "save_model", "latent_figures", "sample_grids", "completions", "write_metrics",
+      "export"]
   assert "sample_grids" not in train_lib.post_training_actions(
       build("vae"), config.replace(num_samples=0))

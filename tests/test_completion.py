@@ -180,3 +180,143 @@ def test_bad_completion_inputs_are_one_clear_error():
       model.complete(args.pop("images"), args.pop("mask"), seed=0, **args)
   with pytest.raises(ValueError, match="not a suffix"):
     model.conditional_log_prob(images, np.array([[[0, 1], [1, 1]]], bool)[..., None])
+
+
+# ---- VAEs: the encode/decode chain of Rezende et al. 2014 ------------------------------
+
+
+def _vae(seed=11, **hparams):
+  hp = dict(latent_dim=1, hidden_dims="16", **hparams)
+  return checks.randomize(models.build("vae", (2, 2, 1), 2, **hp), seed=seed)
+
+
+def _missing_given_z(model, candidates, z):
+  """p(x_missing | z, x_observed) `[G, M]` at codes z `[G]` of a 1-D latent: p(x | z) of
+  each candidate image, normalized over the candidates."""
+  decoded = model.decode(tf.constant(z[:, None], tf.float32))
+  log_p = np.stack([decoded.log_prob(np.broadcast_to(c, (len(z),) + c.shape)).numpy()
+                    for c in candidates], axis=1).astype(np.float64)  # [G, M]
+  p = np.exp(log_p - log_p.max(axis=1, keepdims=True))
+  return p / p.sum(axis=1, keepdims=True)
+
+
+def _average_over_normal(model, candidates, mean, stddev, points=4001, width=10.0):
+  """E_{z ~ N(mean, stddev^2)} p(x_missing | z, x_observed) `[M]`, by quadrature on a
+  grid of +-`width` standard deviations (fine enough for a narrow posterior too)."""
+  grid = np.linspace(-width, width, points)
+  weights = np.exp(-0.5 * grid ** 2)
+  return (weights / weights.sum()) @ _missing_given_z(model, candidates, mean + stddev * grid)
+
+
+def _vae_chain_law(model, image, keep, steps):
+  """(candidate images `[M, H, W, C]`, the law `[M]` of the chain after `steps` decodes):
+  x_1 from the prior's decode, then x_t ~ sum_z q(z | x_{t-1}) p(x_missing | z), the
+  transition matrix computed by numerical integration over the 1-D latent."""
+  every = checks.all_images(model.image_shape, model.num_levels)
+  candidates = every[np.all((every == image) | ~keep, axis=(1, 2, 3))]  # [M, H, W, C]
+  q = model.encode(candidates)
+  mean, stddev = (q.mean().numpy()[:, 0].astype(np.float64),
+                  q.stddev().numpy()[:, 0].astype(np.float64))
+  transition = np.stack([_average_over_normal(model, candidates, mean[m], stddev[m])
+                         for m in range(len(candidates))])  # [M, M]
+  law = _average_over_normal(model, candidates, 0.0, 1.0)
+  for _ in range(steps - 1):
+    law = law @ transition
+  return candidates, law
+
+
+# Only the first pixel observed: 8 completions, each a different image.
+VAE_IMAGE = np.array([[1, 0], [0, 0]], np.int32)[..., None]
+VAE_KEEP = np.array([[1, 0], [0, 0]], bool)[..., None]
+
+
+def _vae_chain_check(model, steps, num=4000, breaks=None):
+  """(observed pixel kept, chi-square p-value of `complete` against the chain's law);
+  `breaks(model)`, if given, breaks the model's completion after the law is computed."""
+  candidates, law = _vae_chain_law(model, VAE_IMAGE, VAE_KEEP, steps)
+  if breaks:
+    breaks(model)
+  samples = model.complete(VAE_IMAGE[None], VAE_KEEP[None], num_samples=num, seed=3,
+                           steps=steps).numpy()[:, 0]  # [S, H, W, C]
+  kept = bool(np.all(samples[:, VAE_KEEP] == VAE_IMAGE[VAE_KEEP]))
+  index = {c.tobytes(): m for m, c in enumerate(candidates)}
+  counts = np.bincount([index[np.where(VAE_KEEP, VAE_IMAGE, s).tobytes()] for s in samples],
+                       minlength=len(candidates))
+  return kept, checks.chi_square_p_value(counts, law)
+
+
+def test_vae_completion_follows_the_encode_decode_chain():
+  # The exact law of the chain (not of p(x_missing | x_observed), which it only
+  # approaches as q(z | x) approaches the true posterior) after 3 decodes.
+  kept, p_value = _vae_chain_check(_vae(), steps=3)
+  assert kept and p_value > checks.ALPHA, p_value
+
+
+def _broken_chain(broken, monkeypatch):
+  def breaks(model):
+    if broken == "encodes_observed_only":  # Re-encodes the observed part, zeros elsewhere.
+      real = model._encoder_outputs
+      keep = tf.constant(VAE_KEEP)
+      monkeypatch.setattr(model, "_encoder_outputs", lambda inputs, training=False: real(
+          dict(inputs, image=tf.where(keep, inputs["image"], 0)), training))
+      return
+    real = model.complete_from_noise
+    if broken == "one_step_short":  # Its loop skips a step.
+      monkeypatch.setattr(model, "complete_from_noise", lambda x, k, noise, c, **kw: real(
+          x, k, {name: v[:, 1:] for name, v in noise.items()}, c, **kw))
+    else:  # Decodes every subpixel, the observed ones too.
+      monkeypatch.setattr(model, "complete_from_noise", lambda x, k, noise, c, **kw: real(
+          x, tf.zeros_like(k), noise, c, **kw))
+  return breaks
+
+
+@pytest.mark.parametrize("broken", ["encodes_observed_only", "one_step_short",
+                                    "redraws_observed"])
+def test_vae_chain_check_fails_for_a_broken_chain(monkeypatch, broken):
+  kept, p_value = _vae_chain_check(_vae(), steps=3, breaks=_broken_chain(broken, monkeypatch))
+  assert not kept or p_value < checks.ALPHA, (broken, p_value)
+
+
+def test_vae_completion_keeps_observed_pixels_and_follows_its_seed():
+  model = checks.randomize(models.build("conv_vae", (4, 4, 1), 5, num_classes=2, latent_dim=2,
+                                        hidden_dims="16", conv_filters="4-8"), scale=0.5)
+  images = np.random.default_rng(0).integers(0, 5, (3, 4, 4, 1))
+  keep = np.zeros((3, 4, 4), bool)
+  keep[:, :, :2] = True  # The left half observed (whole pixels): not a suffix.
+  a = model.complete(images, keep, num_samples=2, seed=1, labels=[0, 1, 1], steps=4)
+  assert a.shape == (2, 3, 4, 4, 1) and a.dtype == tf.int32
+  np.testing.assert_array_equal(a.numpy()[:, :, :, :2], np.broadcast_to(images[:, :, :2],
+                                                                        (2, 3, 4, 2, 1)))
+  assert a.numpy().min() >= 0 and a.numpy().max() < 5
+  np.testing.assert_array_equal(
+      a, model.complete(images, keep, num_samples=2, seed=1, labels=[0, 1, 1], steps=4))
+  assert not np.array_equal(a, model.complete(images, keep, num_samples=2, seed=2,
+                                              labels=[0, 1, 1], steps=4))
+  # Explicit noise: the same images as the seed's draw of it.
+  rng = np.random.default_rng(5)
+  noise = {"z": rng.standard_normal((2, 3, 4, 2)).astype(np.float32),
+           "noise": rng.uniform(size=(2, 3, 4, 4, 4, 1)).astype(np.float32)}
+  b = model.complete(images, keep, num_samples=2, noise=noise, labels=[0, 1, 1], steps=4)
+  np.testing.assert_array_equal(
+      b, model.complete(images, keep, num_samples=2, noise=noise, labels=[0, 1, 1], steps=4))
+
+
+def test_bad_vae_completion_inputs_are_one_clear_error():
+  model = _vae()
+  images, keep = VAE_IMAGE[None], VAE_KEEP[None]
+  z = np.zeros((1, 1, 2, 1), np.float32)
+  uniform = np.full((1, 1, 2, 2, 2, 1), 0.5, np.float32)
+  cases = [
+      (dict(mask=np.ones_like(keep)), "nothing missing"),
+      (dict(mask=keep[:, :1]), "mask must have the images' shape"),
+      (dict(steps=0), "steps must be a positive whole number"),
+      (dict(noise=uniform), "must be a dict"),
+      (dict(noise={"z": z[:, :, :1], "noise": uniform}), r"noise\['z'\] must have shape"),
+      (dict(noise={"z": z + np.nan, "noise": uniform}), "NaN"),
+      (dict(noise={"z": z, "noise": uniform + 1.0}), r"in \[0, 1\)"),
+      (dict(labels=[0]), "unconditional"),
+  ]
+  for change, message in cases:
+    args = {"images": images, "mask": keep, "steps": 2, **change}
+    with pytest.raises(ValueError, match=message):
+      model.complete(args.pop("images"), args.pop("mask"), **args)

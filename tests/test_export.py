@@ -89,6 +89,64 @@ def _tensor_types(out, name):
   return {names[t.type] for g in model.subgraphs for t in g.tensors}
 
 
+def _completion_inputs(model, batch, seed=0, labels=None):
+  """Images, a non-suffix 0/1 mask (observed and missing subpixels in every image), the
+  noise of `completion_noise_specs` and labels: the exported `complete`'s inputs."""
+  rng = np.random.default_rng(seed)
+  shape = (batch,) + model.image_shape
+  images = rng.integers(0, model.num_levels, shape).astype(np.int32)
+  mask = (rng.random(shape) < 0.5).astype(np.int32)
+  mask[:, 0, 0, 0], mask[:, -1, -1, -1] = 1, 0
+  noise = {name: (rng.standard_normal if name == "z" else rng.uniform)(
+      size=(batch,) + tuple(spec.shape[1:])).astype(np.float32)
+           for name, spec in model.completion_noise_specs(batch).items()}
+  inputs = dict(images=images, mask=mask, **noise)
+  if labels is not None:
+    inputs["labels"] = labels
+  return inputs
+
+
+def _keras_completion(model, inputs):
+  """`model.complete` of the exported signature's inputs: one completion per image."""
+  noise = {k: v[None] for k, v in inputs.items() if k not in ("images", "mask", "labels")}
+  return model.complete(inputs["images"], inputs["mask"], 1,
+                        noise=noise["noise"] if len(noise) == 1 else noise,
+                        labels=inputs.get("labels"))[0].numpy()
+
+
+def _exported_completions(out, inputs, quantizations=("none",)):
+  """{format: levels} of the SavedModel's `complete` and each TFLite completer."""
+  saved = tf.saved_model.load(os.path.join(out, "saved_model")).signatures["complete"]
+  got = {"saved_model": saved(**{k: tf.constant(v) for k, v in inputs.items()})["levels"]
+         .numpy()}
+  for q in quantizations:
+    runner = litert.Interpreter(model_path=os.path.join(
+        out, export_lib.COMPLETER_NAMES[q])).get_signature_runner("complete")
+    got[q] = runner(**inputs)["levels"]
+  return got
+
+
+def test_completion_signature_and_tflite_completers_equal_keras(pixelcnn_export, vae_export):
+  for (model, out, meta), labels in ((pixelcnn_export, np.array([0, 1, 2, 1], np.int32)),
+                                     (vae_export, None)):
+    inputs = _completion_inputs(model, BATCH, seed=4, labels=labels)
+    expected = _keras_completion(model, inputs)
+    observed = inputs["mask"] == 1
+    assert np.all(expected[observed] == inputs["images"][observed])
+    got = _exported_completions(out, inputs, ("none", "float16", "dynamic_int8"))
+    np.testing.assert_array_equal(got["saved_model"], expected)
+    np.testing.assert_array_equal(got["none"], expected)  # Exactly, every subpixel.
+    for q in ("float16", "dynamic_int8"):  # Quantized: the observed part stays exact.
+      assert np.all(got[q][observed] == inputs["images"][observed]), q
+      assert (got[q] == expected).mean() > 0.7, (q, (got[q] == expected).mean())
+    for q, info in meta["tflite_completer"].items():
+      assert info["signature"] == "complete" and info["batch_size"] == BATCH
+      assert not [op for op in info["operators"] if op.startswith("CUSTOM")], (q, info)
+      assert export_lib.tflite_operators(os.path.join(out, info["file"])) == info["operators"]
+  # The autoregressive completer walks the positions inside the model, too.
+  assert "WHILE" in pixelcnn_export[2]["tflite_completer"]["none"]["operators"]
+
+
 def test_tflite_samplers_use_builtin_operators_only(pixelcnn_export, vae_export):
   for _, out, meta in (pixelcnn_export, vae_export):
     for q, info in meta["tflite"].items():
@@ -182,6 +240,10 @@ def test_every_family_exports_a_builtin_sampler(tmp_path, name, shape, levels, c
                             **({} if labels is None else {"labels": tf.constant(labels)})})
   np.testing.assert_allclose(lp["log_prob_nats"].numpy(),
                              model.log_prob(keras_levels, labels).numpy(), rtol=1e-4)
+  inputs = _completion_inputs(model, 3, seed=5, labels=labels)
+  expected = _keras_completion(model, inputs)
+  for got in _exported_completions(str(tmp_path), inputs).values():
+    np.testing.assert_array_equal(got, expected)
 
 
 # Every VAE decoder, every quantization: the binned Gaussian's sampler is an inverse CDF
@@ -211,6 +273,10 @@ def test_every_vae_decoder_exports_in_every_quantization(tmp_path, name, likelih
   np.testing.assert_array_equal(
       saved["sample"](z=tf.constant(z), noise=tf.constant(noise))["levels"].numpy(),
       keras_levels)
+  inputs = _completion_inputs(model, 3, seed=9)
+  expected = _keras_completion(model, inputs)
+  for got in _exported_completions(str(tmp_path), inputs).values():
+    np.testing.assert_array_equal(got, expected)
 
 
 def _without_tfgen(args, cwd):
@@ -259,6 +325,14 @@ def test_saved_model_runs_in_tf1_session_loader_and_saved_model_cli(
                          "sample", str(tmp_path / "out.npz")], cwd=str(tmp_path))
   assert proc.returncode == 0, proc.stderr[-3000:]
   np.testing.assert_array_equal(np.load(tmp_path / "out.npz")["levels"], expected)
+  # The `complete` signature the same way.
+  completion = _completion_inputs(model, BATCH, seed=2, labels=inputs.get("labels"))
+  np.savez(tmp_path / "complete.npz", **completion)
+  proc = _without_tfgen([sys.executable, str(script), saved_model, str(tmp_path / "complete.npz"),
+                         "complete", str(tmp_path / "completed.npz")], cwd=str(tmp_path))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  np.testing.assert_array_equal(np.load(tmp_path / "completed.npz")["levels"],
+                                _keras_completion(model, completion))
   # saved_model_cli: the log_prob signature on the sampled images.
   np.save(tmp_path / "images.npy", expected)
   feeds = [f"images={tmp_path / 'images.npy'}"]
@@ -421,6 +495,30 @@ def test_bad_inputs_fail_with_a_message(pixelcnn_export, call, message):
     call(signatures, None)
 
 
+_MASK = np.array([1, 1, 0, 0], np.int32)[None, :, None, None] * np.ones((2, 4, 4, 3), np.int32)
+
+
+@pytest.mark.parametrize("change,message", [
+    (dict(mask=_MASK[:, :2]), "mask must have the same shape as images"),
+    (dict(mask=_MASK * 2), "mask must hold 0 (missing) and 1 (observed)"),
+    (dict(mask=np.ones_like(_MASK)), "mask marks nothing missing in some image"),
+    (dict(mask=np.zeros_like(_MASK)), "mask marks nothing observed in some image"),
+    (dict(images=np.full((2, 4, 4, 3), 4, np.int32)), "images must hold levels below"),
+    (dict(noise=np.zeros((3, 4, 4, 3), np.float32)), "noise and images must have the same "
+     "batch size"),
+    (dict(noise=np.full((2, 4, 4, 3), -0.5, np.float32)), "noise must lie in [0, 1)"),
+    (dict(labels=np.array([0, 5], np.int32)), "labels must be class indices below"),
+])
+def test_bad_completion_inputs_fail_with_a_message(pixelcnn_export, change, message):
+  _, out, _ = pixelcnn_export
+  complete = tf.saved_model.load(os.path.join(out, "saved_model")).signatures["complete"]
+  inputs = dict(images=np.zeros((2, 4, 4, 3), np.int32), mask=_MASK,
+                noise=np.zeros((2, 4, 4, 3), np.float32), labels=np.array([0, 1], np.int32))
+  inputs.update(change)
+  with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(message)):
+    complete(**{k: tf.constant(v) for k, v in inputs.items()})
+
+
 def test_wrong_shape_or_dtype_is_refused(pixelcnn_export):
   _, out, _ = pixelcnn_export
   sample = tf.saved_model.load(os.path.join(out, "saved_model")).signatures["sample"]
@@ -449,7 +547,7 @@ def test_saved_model_runs_without_tfgen_as_its_readme_says(pixelcnn_export):
   saved = json.load(open(os.path.join(out, "metadata.json")))
   assert saved["image_shape"] == [4, 4, 3] and saved["num_levels"] == 4
   assert saved["label_names"] == ["a", "b", "c"]
-  assert set(saved["saved_model"]["signatures"]) == {"sample", "log_prob"}
+  assert set(saved["saved_model"]["signatures"]) == {"sample", "log_prob", "complete"}
   assert saved["tflite"]["none"]["inputs"]["noise"]["shape"] == [BATCH, 4, 4, 3]
 
 

@@ -20,7 +20,7 @@ export (with `outputs.export_dir`). Into `workdir` it writes:
   workdir/model.keras         the trained model (keras.models.load_model)
   workdir/samples.png         a grid of samples
   workdir/samples_by_class.png  conditional models: one row of samples per class
-  workdir/completions.png     test images' bottom halves completed (autoregressive models)
+  workdir/completions.png     test images' bottom halves completed (api.Completer)
   workdir/metrics.json        test NLL, bits/dim, training time and throughput
   workdir/reconstructions.png, traversal.png, latent_scatter.png, manifold.png:
                               latent models' figures
@@ -161,8 +161,8 @@ def completion_grid(model, images, labels, per_image, seed):
   """The PixelRNN paper's completion figure as one uint8 picture.
 
   One row per image: the image with its bottom half occluded (grey), `per_image`
-  completions of that half by `model.complete` (exact samples of p(bottom | top)),
-  and the original.
+  completions of that half by `model.complete` (for an autoregressive model exact
+  samples of p(bottom | top); for a VAE its encode/decode chain), and the original.
 
   Args:
     model: a `tfgen.models.api.Completer`.

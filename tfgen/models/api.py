@@ -114,9 +114,14 @@ class Completer(abc.ABC):
 
   @abc.abstractmethod
   def complete_from_noise(self, images, keep, noise, condition, builtin_only=False):
-    """`complete` as a graph: int32 images, bool keep and uniform noise, all
-    `[N, H, W, C]` -> int32 completions `[N, H, W, C]`; with `builtin_only`, TFLite
-    builtin operators only, the same images."""
+    """`complete` as a graph: int32 images and bool keep `[N, H, W, C]`, and the noise
+    dict of `completion_noise_specs` -> int32 completions `[N, H, W, C]`; with
+    `builtin_only`, TFLite builtin operators only, the same images. The exported
+    `complete` signature and TFLite completer run it."""
+
+  @abc.abstractmethod
+  def completion_noise_specs(self, batch):
+    """`{name: tf.TensorSpec}` of the randomness `complete_from_noise` takes."""
 
 
 class LatentModel(abc.ABC):

@@ -688,7 +688,7 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler, api.Comp
             f"the bound of {completion.MAX_GIBBS_IMAGE_EVALUATIONS:,} per call: use fewer "
             "sweeps, completions or images per call.")
     fill = self._compiled("complete_fast" if fast else "complete_naive", lambda: tf.function(
-        lambda x, k, u, c: self.complete_from_noise(x, k, u, c, fast=fast),
+        lambda x, k, u, c: self.complete_from_noise(x, k, {"noise": u}, c, fast=fast),
         reduce_retracing=True))
     completed = fill(tile(images), keep, tf.reshape(noise, flat), condition)  # [N, H, W, C]
     if sweeps:
@@ -706,7 +706,8 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler, api.Comp
     Args:
       images: int32 `[N, H, W, C]`, observed subpixels in place.
       keep: bool `[N, H, W, C]`, true where observed.
-      noise: float32 `[N, H, W, C]` uniform in [0, 1).
+      noise: `{"noise": float32 [N, H, W, C]}`, uniform in [0, 1) (the dict of
+        `completion_noise_specs`).
       condition: what the model conditions on, or None.
       builtin_only: TFLite builtin operators only (see `sample_from_noise`).
       fast: the cached sampler (default: where the model has one and, with
@@ -715,7 +716,7 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler, api.Comp
     Returns:
       int32 `[N, H, W, C]`.
     """
-    start, uniform = completion.clamped_start(images, keep, noise)
+    start, uniform = completion.clamped_start(images, keep, noise["noise"])
     return self._graph_fill(builtin_only, fast)(start, uniform, condition,
                                                 completion.first_row_to_draw(keep),
                                                 tf.constant(self.image_shape[0]))
@@ -762,6 +763,10 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler, api.Comp
   def export_noise_specs(self, batch):
     """The randomness an exported sampler takes: uniform noise of the image's shape."""
     return {"noise": tf.TensorSpec((batch,) + self.image_shape, tf.float32)}
+
+  def completion_noise_specs(self, batch):
+    """The randomness an exported completion takes: the same uniform noise."""
+    return self.export_noise_specs(batch)
 
   # Whether the cached sampler lowers to TFLite builtin operators (no TensorList ops).
   fast_sampler_is_builtin = True

@@ -28,6 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfgen import completion
 from tfgen import distributions
 from tfgen.models import api
 from tfgen.models import base
@@ -223,7 +224,7 @@ class ConvAutoencoder(Autoencoder):
 
 
 @keras.saving.register_keras_serializable(package="tfgen")
-class VAE(EncoderDecoder, api.VariationalModel):
+class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
   """A variational autoencoder; with `num_classes`, a conditional VAE p(x | y).
 
   `call` returns the parameters of both halves for one reparameterized sample,
@@ -467,6 +468,112 @@ class VAE(EncoderDecoder, api.VariationalModel):
       return {"mean": q.mean(), "stddev": q.stddev()}
 
     return {"decode": (decode, [z_spec, noise_spec]), "encode": (encode, [image_spec])}
+
+  # ---- completion -------------------------------------------------------------------
+
+  # Encode/decode steps of `complete` by default, and of the exported completion.
+  COMPLETION_STEPS = 50
+
+  def complete(self, images, mask, num_samples=1, seed=None, noise=None, labels=None,
+               condition=None, steps=COMPLETION_STEPS):
+    """Draws the missing subpixels of `images` by iterated encoding and decoding.
+
+    The missing-data imputation chain of Rezende et al. [4]: the missing subpixels start
+    from a draw of the model (z_0 ~ p(z), x_0 ~ p(x | z_0)), and each step re-encodes
+    the image and redraws them,
+
+      z_t ~ q(z | x_{t-1}),   x_t,missing ~ p(x_missing | z_t),   x_t,observed = x_observed.
+
+    Were q(z | x) the exact posterior this would be a Gibbs sampler over (z, x_missing),
+    whose stationary distribution is p(x_missing | x_observed); with the learned q it is
+    an approximation, the closer the better q is. The result is the image after the
+    last step.
+
+    Args:
+      images: integer `[B, H, W, C]` (or `[B, H, W]` for C=1) levels in `[0, K)`.
+      mask: bool or 0/1 of the images' shape, or `[B, H, W]` for whole pixels: true at
+        the observed subpixels. Each image needs observed and missing subpixels.
+      num_samples: completions per image, `S`.
+      seed: int; the same seed gives the same completions. None draws fresh noise.
+      noise: optional `{"z": [S, B, T, D] standard normal, "noise": [S, B, T, H, W, C]
+        uniform in [0, 1)}` for the T = `steps` steps, instead of a seed.
+      labels: int `[B]` (or a scalar) class labels for a conditional VAE.
+      condition: refused (a VAE conditions on labels); accepted for the common call.
+      steps: T >= 1, the number of decodes (step 1 is the draw from the prior).
+
+    Returns:
+      int32 `[S, B, H, W, C]`.
+
+    Raises:
+      ValueError: for bad images, mask, labels, noise, `num_samples` or `steps`.
+
+    References:
+      [4] Danilo J. Rezende, Shakir Mohamed, Daan Wierstra. Stochastic Backpropagation
+          and Approximate Inference in Deep Generative Models. ICML 2014.
+          https://arxiv.org/abs/1401.4082
+    """
+    images = self._check_images(images)
+    batch = images.shape[0]
+    keep = completion.keep_mask(mask, self.image_shape, batch)
+    num_samples = self._check_num(num_samples, "num_samples")
+    steps = self._check_num(steps, "steps")
+    labels = self._check_condition(labels, condition, batch)
+    lead = (num_samples, batch, steps)
+    if noise is None:
+      noise = {"z": (tf.random.normal(lead + (self.latent_dim,)) if seed is None else
+                     tf.random.stateless_normal(lead + (self.latent_dim,), [int(seed), 2])),
+               "noise": self._uniform_noise(lead + self.image_shape, seed, stream=3)}
+    if not isinstance(noise, dict) or sorted(noise) != ["noise", "z"]:
+      raise ValueError(
+          "noise of a VAE's completion must be a dict {'z': standard normal [S, B, steps, "
+          "latent_dim], 'noise': uniform [S, B, steps, H, W, C]}, got "
+          f"{sorted(noise) if isinstance(noise, dict) else type(noise).__name__}.")
+    z = tf.convert_to_tensor(noise["z"], tf.float32)
+    if tuple(z.shape) != lead + (self.latent_dim,):
+      raise ValueError(f"noise['z'] must have shape {lead + (self.latent_dim,)}, got "
+                       f"{tuple(z.shape)}.")
+    if not bool(tf.reduce_all(tf.math.is_finite(z))):
+      raise ValueError("noise['z'] holds NaN or inf values.")
+    uniform = self._check_uniform(noise["noise"], lead + self.image_shape, "noise['noise']")
+    num = num_samples * batch
+    tile = lambda x: None if x is None else tf.tile(x, [num_samples] + [1] * (x.shape.rank - 1))
+    fill = self._compiled("complete", lambda: tf.function(
+        lambda x, k, z, u, c: self.complete_from_noise(x, k, {"z": z, "noise": u}, c),
+        reduce_retracing=True))
+    completed = fill(tile(images), tile(keep),
+                     tf.reshape(z, (num, steps, self.latent_dim)),
+                     tf.reshape(uniform, (num, steps) + self.image_shape), tile(labels))
+    return tf.reshape(completed, (num_samples, batch) + self.image_shape)
+
+  def complete_from_noise(self, images, keep, noise, condition, builtin_only=False):
+    """`complete` as a graph of TFLite builtin operators: T = `noise["z"].shape[1]`
+    steps of the chain, images and keep `[N, H, W, C]`, z `[N, T, D]`, uniform
+    `[N, T, H, W, C]`."""
+    del builtin_only  # Always builtin.
+    z_noise, uniform = noise["z"], noise["noise"]  # [N, T, D], [N, T, H, W, C]
+    observed = tf.where(keep, images, tf.zeros_like(images))  # [N, H, W, C]
+
+    def decode(z, step, x):  # x with its missing subpixels drawn from p(x | z).
+      drawn = self.head.image_quantile(self._decoder_params(z, condition),
+                                       tf.gather(uniform, step, axis=1))  # [N, H, W, C]
+      return tf.where(keep, observed, drawn)
+
+    def body(step, x):
+      q = distributions.gaussian_posterior(
+          self._encoder_outputs(self._inputs(x, condition)))  # batch [N]
+      z = q.mean() + q.stddev() * tf.gather(z_noise, step, axis=1)  # [N, D]
+      return step + 1, decode(z, step, x)
+
+    start = decode(z_noise[:, 0], 0, observed)  # From the prior: nothing to encode yet.
+    _, x = tf.while_loop(lambda step, _: step < tf.shape(z_noise)[1], body,
+                         (tf.constant(1), start))
+    return x
+
+  def completion_noise_specs(self, batch):
+    """z `[B, T, D]` and uniform noise `[B, T, H, W, C]` for T = `COMPLETION_STEPS`."""
+    steps = self.COMPLETION_STEPS
+    return {"z": tf.TensorSpec((batch, steps, self.latent_dim), tf.float32),
+            "noise": tf.TensorSpec((batch, steps) + self.image_shape, tf.float32)}
 
   # ---- sampling ---------------------------------------------------------------------
 
