@@ -102,16 +102,20 @@ def traversal(model, dims, values, base_code=None, labels=None):
   return images.reshape((len(dims), steps) + model.image_shape)
 
 
-def default_traversal(model, dataset, max_rows=10, steps=9, labels=None):
+def default_traversal(model, dataset, max_rows=10, steps=9, labels=None, statistics=None):
   """The traversal `train_main.py` draws: the `max_rows` most used dimensions first.
 
   A VAE's dimensions run over -3..3 around the prior mean; an autoencoder's over
   its code mean +- 3 standard deviations of the codes of `dataset`.
 
+  Args:
+    statistics: `code_statistics(model, dataset)` where the caller has it already (a
+      pass of the encoder over `dataset` saved); computed here otherwise.
+
   Returns:
     `(images [R, S, H, W, C] float levels, dims [R], scores [R])`.
   """
-  score, mean, std = code_statistics(model, dataset)
+  score, mean, std = statistics or code_statistics(model, dataset)
   dims = np.argsort(-score)[:max_rows]
   t = np.linspace(-3.0, 3.0, steps)
   if api.implements(model, api.VariationalModel):

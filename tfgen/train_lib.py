@@ -618,7 +618,9 @@ def _latent_figures(run):
   save("reconstructions.png", images_lib.grid(np.concatenate([images.numpy(), recon]), levels,
                                               columns=len(recon)))
   first_label = None if labels is None else int(labels[0])
-  pictures, dims, scores = latents.default_traversal(model, dataset, labels=first_label)
+  statistics = latents.code_statistics(model, dataset)  # (use score, mean, std) [D] each
+  pictures, dims, scores = latents.default_traversal(model, dataset, labels=first_label,
+                                                     statistics=statistics)
   rows, steps = pictures.shape[:2]
   save("traversal.png", images_lib.grid(np.round(pictures.reshape((-1,) + model.image_shape))
                                         .astype(np.int32), levels, columns=steps))
@@ -626,8 +628,7 @@ def _latent_figures(run):
   run.metrics["traversal_dim_scores"] = [round(float(v), 4) for v in scores]
   variational = api.implements(model, api.VariationalModel)
   if variational:
-    score, _, _ = latents.code_statistics(model, dataset)
-    run.metrics["active_latent_dims"] = int((score > 0.01).sum())
+    run.metrics["active_latent_dims"] = int((statistics[0] > 0.01).sum())
   if model.latent_dim == 2:
     codes, codes_labels = latents.encode_dataset(model, dataset, max_images=5000)
     files.atomic_write(run.path("latent_scatter.png"),

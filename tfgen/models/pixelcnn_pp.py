@@ -7,6 +7,8 @@ Glossary of tensor shapes:
   M: `num_mixtures`.  P: parameters per pixel, M (1 + 2C + C (C - 1) / 2).
 """
 
+import types
+
 import keras
 import tensorflow as tf
 
@@ -240,32 +242,57 @@ class PixelCNNPP(base.AutoregressiveModel):
     labels = self._labels(inputs)
     x = self._scaled_images(inputs)  # [B, H, W, C]
     x = tf.concat([x, tf.ones_like(x[..., :1])], axis=-1)  # [B, H, W, C + 1]
+
+    def shift(x, rows, cols):
+      x = layers.shift_down(x, rows) if rows else x
+      return layers.shift_right(x, cols) if cols else x
+
+    return self._wire(x, types.SimpleNamespace(  # Whole maps [B, H_s, W_s, F].
+        conv=lambda layer, x: layer(x),
+        shifted=lambda maps: tf.add_n([shift(x, *by) for x, by in maps]),
+        block=lambda layer, x, aux: layer(x, aux=tf.concat(aux, -1) if aux else None,
+                                          labels=labels, training=training),
+        upsample=lambda layer, x, size: layer(x, output_size=size),
+        output=lambda layer, x: layer(tf.nn.elu(x))))  # [B, H, W, P]
+
+  def _wire(self, x, ops):
+    """The network of the class docstring, written once for both of its executors:
+    `call` (whole maps) and the cached sampler's `incremental.Plan` (`_plan`).
+
+    Args:
+      x: the input, the images and a channel of ones, in the executor's form.
+      ops: the executor: `conv(layer, x)`, `shifted([(x, (rows, cols)), ...])` (the sum
+        of maps moved down and right), `block(layer, x, [aux, ...])` (a `GatedResnet`
+        whose auxiliary input is the concatenation of the list, none if empty),
+        `upsample(layer, x, (H_s, W_s))` and `output(layer, x)` (ELU, 1x1 conv).
+
+    Returns:
+      What `ops.output` returns: the per-pixel parameters.
+    """
     # u at (i, j) sees rows < i; ul sees rows < i and row i left of j.
-    u = layers.shift_down(self.input_u(x))  # [B, H, W, F]
-    ul = (layers.shift_down(self.input_ul_above(x)) +
-          layers.shift_right(self.input_ul_left(x)))  # [B, H, W, F]
+    u = ops.shifted([(ops.conv(self.input_u, x), (1, 0))])
+    ul = ops.shifted([(ops.conv(self.input_ul_above, x), (1, 0)),
+                      (ops.conv(self.input_ul_left, x), (0, 1))])
     kept_u, kept_ul = [u], [ul]
     for scale, blocks in enumerate(self.up_blocks):
       if scale:
         down_u, down_ul = self.downsample[scale - 1]
-        kept_u.append(down_u(kept_u[-1]))  # [B, H_s, W_s, F]
-        kept_ul.append(down_ul(kept_ul[-1]))
+        kept_u.append(ops.conv(down_u, kept_u[-1]))
+        kept_ul.append(ops.conv(down_ul, kept_ul[-1]))
       for block_u, block_ul in blocks:
-        kept_u.append(block_u(kept_u[-1], labels=labels, training=training))
-        kept_ul.append(block_ul(kept_ul[-1], aux=kept_u[-1], labels=labels,
-                                training=training))
+        kept_u.append(ops.block(block_u, kept_u[-1], []))
+        kept_ul.append(ops.block(block_ul, kept_ul[-1], [kept_u[-1]]))
     u, ul = kept_u.pop(), kept_ul.pop()
     for n, blocks in enumerate(self.down_blocks):
       if n:
         up_u, up_ul = self.upsample[n - 1]
         size = self.sizes[len(self.sizes) - 1 - n]
-        u, ul = up_u(u, output_size=size), up_ul(ul, output_size=size)  # [B, H_s, W_s, F]
+        u, ul = ops.upsample(up_u, u, size), ops.upsample(up_ul, ul, size)
       for block_u, block_ul in blocks:
-        u = block_u(u, aux=kept_u.pop(), labels=labels, training=training)
-        ul = block_ul(ul, aux=tf.concat([u, kept_ul.pop()], -1), labels=labels,
-                      training=training)
+        u = ops.block(block_u, u, [kept_u.pop()])
+        ul = ops.block(block_ul, ul, [u, kept_ul.pop()])
     assert not kept_u and not kept_ul  # Every up-pass map feeds the down pass once.
-    return self.output_conv(tf.nn.elu(ul))  # [B, H, W, P]
+    return ops.output(self.output_conv, ul)
 
   # ---- cached sampling --------------------------------------------------------------
 
@@ -374,30 +401,9 @@ class PixelCNNPP(base.AutoregressiveModel):
       return plan.node(node.shape, node.features, sources,
                        lambda g: tf.add_n([v[:, 0] for v in g]))
 
-    x = plan.pixels
-    u = shifted([(conv_node(self.input_u, x), (1, 0))])
-    ul = shifted([(conv_node(self.input_ul_above, x), (1, 0)),
-                  (conv_node(self.input_ul_left, x), (0, 1))])
-    kept_u, kept_ul = [u], [ul]
-    for scale, blocks in enumerate(self.up_blocks):
-      if scale:
-        down_u, down_ul = self.downsample[scale - 1]
-        kept_u.append(conv_node(down_u, kept_u[-1]))
-        kept_ul.append(conv_node(down_ul, kept_ul[-1]))
-      for block_u, block_ul in blocks:
-        kept_u.append(block(block_u, kept_u[-1], []))
-        kept_ul.append(block(block_ul, kept_ul[-1], [kept_u[-1]]))
-    u, ul = kept_u.pop(), kept_ul.pop()
-    for n, blocks in enumerate(self.down_blocks):
-      if n:
-        up_u, up_ul = self.upsample[n - 1]
-        size = self.sizes[len(self.sizes) - 1 - n]
-        u, ul = upsample(up_u, u, size), upsample(up_ul, ul, size)
-      for block_u, block_ul in blocks:
-        u = block(block_u, u, [kept_u.pop()])
-        ul = block(block_ul, ul, [u, kept_ul.pop()])
-    output = plan.node(ul.shape, self.head.num_params,
-                       [(ul, incremental.same_position(ul.shape))],
-                       lambda g: matmul(tf.nn.elu(g[0][:, 0]), self.output_conv.kernel) +
-                       f32(self.output_conv.bias))
+    output = self._wire(plan.pixels, types.SimpleNamespace(
+        conv=conv_node, shifted=shifted, block=block, upsample=upsample,
+        output=lambda layer, x: plan.node(
+            x.shape, self.head.num_params, [(x, incremental.same_position(x.shape))],
+            lambda g: matmul(tf.nn.elu(g[0][:, 0]), layer.kernel) + f32(layer.bias))))
     return plan, output
