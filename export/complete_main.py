@@ -104,8 +104,8 @@ def load(path):
         inputs["labels"] = tf.constant(labels)
       return fn(**inputs)["levels"].numpy()
 
-    return CompletionRunner(run, tuple(meta["image_shape"]), meta["num_levels"], meta["num_classes"],
-                     noise_shapes)
+    return CompletionRunner(run, tuple(meta["image_shape"]), meta["num_levels"],
+                            meta["num_classes"], noise_shapes)
   if os.path.isfile(os.path.join(path, "model.keras")):
     from tfgen import runs  # pylint: disable=g-import-not-at-top
     from tfgen.models import api  # pylint: disable=g-import-not-at-top
@@ -129,8 +129,8 @@ def load(path):
                             noise=stacked["noise"] if len(stacked) == 1 else stacked,
                             labels=labels)[0].numpy()
 
-    return CompletionRunner(run, tuple(model.image_shape), model.num_levels, model.num_classes,
-                     noise_shapes)
+    return CompletionRunner(run, tuple(model.image_shape), model.num_levels,
+                            model.num_classes, noise_shapes)
   raise CompletionError(
       f"--model={path} is not a train_main.py run (no model.keras), an export (no "
       "saved_model/) or a .tflite file. Pass one of those.")
@@ -176,7 +176,8 @@ def _load_tflite(path):
       inputs["labels"] = labels
     return runner(**inputs)["levels"]
 
-  return CompletionRunner(run, shape[1:], num_levels, num_classes, noise_shapes, batch=shape[0])
+  return CompletionRunner(run, shape[1:], num_levels, num_classes, noise_shapes,
+                          batch=shape[0])
 
 
 def read_images(folder, image_shape, num_levels):

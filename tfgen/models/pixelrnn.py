@@ -362,7 +362,8 @@ class _PixelRNN(base.AutoregressiveModel):
 
   Subclasses set `MODEL_NAME`, `HPARAMS`, `ODD_HPARAMS` (the hyper-parameters that
   are kernel sizes) and `_GATE_MAPS` (gate maps per layer, for the class biases), and
-  define `_make_lstm(units, colors, index)` and `_lstm(lstm, stream, condition, pixels)`.
+  define `_make_lstm(units, colors, index)` and `_lstm(lstm, stream, gates, pixels)`
+  (`gates`: the layer's `_Conditioning.gates`).
   """
 
   def __init__(self, image_shape, num_levels, num_classes=None, name=None, **hparams):
@@ -405,31 +406,39 @@ class _PixelRNN(base.AutoregressiveModel):
 
   def call(self, inputs, training=False):
     x = self._scaled_images(inputs)  # [B, H, W, C]
-    condition = self._condition_fn(self._labels(inputs))
-    stream = condition(self.input_conv(x))  # [B, H, W, 2h]
-    for lstm, up in zip(self.lstms, self.up_convs):
-      states = self._lstm(lstm, stream, condition, x)  # [B, H, W, h]
-      stream = stream + condition(up(states))  # [B, H, W, 2h]
-    return self._output(stream, lambda layer, features: layer(features), condition)
+    conditioning = self._conditioning(self._labels(inputs))
+    stream = conditioning.input(self.input_conv(x))  # [B, H, W, 2h]
+    for lstm, up, gates, add_up in zip(self.lstms, self.up_convs, conditioning.gates,
+                                       conditioning.up):
+      states = self._lstm(lstm, stream, gates, x)  # [B, H, W, h]
+      stream = stream + add_up(up(states))  # [B, H, W, 2h]
+    return self._output(stream, lambda layer, features: layer(features), conditioning.output)
 
-  def _output(self, stream, conv, condition):
+  def _output(self, stream, conv, add_output):
     """The two 1x1 output layers, for whole maps or single positions."""
-    hidden = condition(conv(self.output_convs[0], tf.nn.relu(stream)))  # [..., output_dim]
+    hidden = add_output(conv(self.output_convs[0], tf.nn.relu(stream)))  # [..., output_dim]
     return conv(self.output_convs[1], tf.nn.relu(hidden))  # [..., P]
 
-  def _condition_fn(self, labels):
-    """`condition(features)`: adds the next layer's class bias (identity for p(x))."""
-    if labels is None:
-      return lambda features: features
-    biases = iter(self.class_biases)
-    return lambda features: next(biases)(features, labels)
+  def _conditioning(self, condition):
+    """What conditioning on `condition` (labels, a vector, or None for p(x)) adds to
+    each conditioned map, by name: a `_Conditioning` of `features -> features`.
 
-  def _bias_at(self, labels):
-    """`bias(k, features)`: adds the bias of the k-th conditioned map in `call`'s order
-    (identity for p(x)), for cached samplers that visit the maps out of that order."""
-    if labels is None:
-      return lambda k, features: features
-    return lambda k, features: self.class_biases[k](features, labels)
+    `class_biases` keeps the biases in the order `call` first used them (the input
+    layer; per LSTM layer its gate maps, then its 1x1 convolution; the hidden output
+    layer), which is the order of the saved weights; this names them, so the cached
+    samplers, which visit the maps in another order, take each by name.
+    """
+    num_layers, per_layer = len(self.lstms), self._GATE_MAPS + 1
+    if condition is None:
+      adds = [lambda features: features] * (2 + num_layers * per_layer)
+    else:
+      adds = [lambda features, bias=bias: bias(features, condition)
+              for bias in self.class_biases]
+    layer = lambda n: adds[1 + n * per_layer:1 + (n + 1) * per_layer]
+    return _Conditioning(input=adds[0],
+                         gates=tuple(tuple(layer(n)[:-1]) for n in range(num_layers)),
+                         up=tuple(layer(n)[-1] for n in range(num_layers)),
+                         output=adds[-1])
 
   def _input_window(self, x, row_start):
     """The mask-A input layer's cache for row `row_start`: `[B, ph, W + 2pw, C]`."""
@@ -441,9 +450,9 @@ class _PixelRNN(base.AutoregressiveModel):
     feature = self.input_conv.horizontal(input_row, j)  # [B, 2h]
     return feature if vertical is None else feature + vertical[:, j]
 
-  def _output_at(self, stream, condition):
+  def _output_at(self, stream, add_output):
     """The two 1x1 output layers at one position: `[B, 2h]` -> params `[B, P]`."""
-    return self._output(stream, lambda layer, features: layer.pointwise(features), condition)
+    return self._output(stream, lambda layer, features: layer.pointwise(features), add_output)
 
   def _cache_pixel(self, input_row, images, i, j):
     """The input layer's row cache with pixel (i, j) as just drawn.
@@ -511,9 +520,10 @@ class RowLSTM(_PixelRNN):
   def _make_lstm(self, units, colors, index):
     return RowLSTMLayer(units, self.hparams["kernel_size"], colors, name=f"lstm_{index}")
 
-  def _lstm(self, lstm, stream, condition, pixels):
+  def _lstm(self, lstm, stream, gates, pixels):
     del pixels  # The Row LSTM reads the image through the input layer only.
-    return lstm.recurrence(condition(lstm.input_gates(stream)))[0]
+    (add_gates,) = gates
+    return lstm.recurrence(add_gates(lstm.input_gates(stream)))[0]
 
   # ---- cached sampling --------------------------------------------------------------
 
@@ -543,16 +553,17 @@ class RowLSTM(_PixelRNN):
 
     # One full pass: the states and cells of every layer on every row.
     x = self._scaled_images(images)  # [B, H, W, C]
-    conditioned = self._condition_fn(condition)
-    stream = conditioned(self.input_conv(x))  # [B, H, W, 2h]
+    conditioning = self._conditioning(condition)
+    stream = conditioning.input(self.input_conv(x))  # [B, H, W, 2h]
     above_states, above_cells = [], []  # per layer: row row_start - 1, each [B, W, h]
-    for lstm, up in zip(self.lstms, self.up_convs):
-      states, cells = lstm.recurrence(conditioned(lstm.input_gates(stream)))  # [B, H, W, h]
+    for n, (lstm, up) in enumerate(zip(self.lstms, self.up_convs)):
+      (add_gates,) = conditioning.gates[n]
+      states, cells = lstm.recurrence(add_gates(lstm.input_gates(stream)))  # [B, H, W, h]
       for out, t in ((above_states, states), (above_cells, cells)):
         # Row -1 is the zero initial state.
         out.append(tf.gather(tf.pad(f32(t), [[0, 0], [1, 0], [0, 0], [0, 0]]), row_start,
                              axis=1))
-      stream = stream + conditioned(up(states))  # [B, H, W, 2h]
+      stream = stream + conditioning.up[n](up(states))  # [B, H, W, 2h]
 
     _, pw = self.input_conv.cache_padding
     s = self.hparams["kernel_size"] // 2
@@ -573,20 +584,18 @@ class RowLSTM(_PixelRNN):
     def position(i, j, c, images, carry, per_row, row):
       del i, c, images
       vertical, recurrent = per_row
-      # A fresh iterator per step: the class biases in `call`'s order.
-      conditioned = self._condition_fn(condition)
-      stream = f32(conditioned(self._input_feature(vertical, row.pixels, j)))  # [B, 2h]
+      stream = f32(conditioning.input(self._input_feature(vertical, row.pixels, j)))  # [B, 2h]
       inputs, states, cells = list(row.inputs), list(row.states), list(row.cells)
       for n, (lstm, up) in enumerate(zip(self.lstms, self.up_convs)):
         inputs[n] = sampling.set_column(inputs[n], j + s, stream)
         gates = tf.concat([conv.horizontal(inputs[n], j) for conv in lstm.input_to_state],
                           axis=-1)  # [B, G]
-        gates = f32(conditioned(gates)) + recurrent[n][:, j]
+        gates = f32(conditioning.gates[n][0](gates)) + recurrent[n][:, j]
         state, cell = lstm_update(gates, carry.cells[n][:, j])  # each [B, h]
         states[n] = sampling.set_column(states[n], j, state)
         cells[n] = sampling.set_column(cells[n], j, cell)
-        stream = stream + f32(conditioned(up.pointwise(state)))  # [B, 2h]
-      params = self._output_at(stream, lambda features: f32(conditioned(features)))
+        stream = stream + f32(conditioning.up[n](up.pointwise(state)))  # [B, 2h]
+      params = self._output_at(stream, lambda features: f32(conditioning.output(features)))
       return params, _RowLSTMRow(row.pixels, tuple(inputs), tuple(states), tuple(cells))
 
     def after_draw(i, j, images, row):
@@ -650,9 +659,10 @@ class DiagonalBiLSTM(_PixelRNN):
     return DiagonalBiLSTMLayer(units, colors, pixel_channels=colors if reads_pixels else 0,
                                name=f"lstm_{index}")
 
-  def _lstm(self, lstm, stream, condition, pixels):
+  def _lstm(self, lstm, stream, gates, pixels):
+    add_left, add_right = gates
     left, right = lstm.input_gates(stream, pixels)  # each [B, H, W, G]
-    return lstm.recurrence(condition(left), condition(right))
+    return lstm.recurrence(add_left(left), add_right(right))
 
   # ---- cached sampling --------------------------------------------------------------
 
@@ -686,8 +696,7 @@ class DiagonalBiLSTM(_PixelRNN):
     h = self.hparams["hidden_dim"]
     num_layers = len(self.lstms)
     f32 = lambda t: tf.cast(t, tf.float32)  # The cached path computes in float32.
-    bias = self._bias_at(condition)  # Map k: 0 input, 1 + 3n / 2 + 3n / 3 + 3n layer n's
-    output_bias = 1 + 3 * num_layers  # left gates / right gates / up conv, then output.
+    conditioning = self._conditioning(condition)
     batch = tf.shape(images)[0]
     x = self._scaled_images(images)  # [B, H, W, C]
 
@@ -696,17 +705,17 @@ class DiagonalBiLSTM(_PixelRNN):
       zeros = tf.zeros(tf.stack([batch, width, h]))
       above_left, above_right = [zeros] * num_layers, [zeros] * num_layers
     else:
-      conditioned = self._condition_fn(condition)
-      stream = conditioned(self.input_conv(x))  # [B, H, W, 2h]
+      stream = conditioning.input(self.input_conv(x))  # [B, H, W, 2h]
       above_left, above_right = [], []
-      for lstm, up in zip(self.lstms, self.up_convs):
+      for n, (lstm, up) in enumerate(zip(self.lstms, self.up_convs)):
+        add_left, add_right = conditioning.gates[n]
         left, right = lstm.input_gates(stream, x)  # each [B, H, W, G]
-        left, right = lstm.directional_states(conditioned(left), conditioned(right))
+        left, right = lstm.directional_states(add_left(left), add_right(right))
         for out, t in ((above_left, left), (above_right, right)):
           # Row -1 is the zero initial state.
           out.append(tf.gather(tf.pad(f32(t), [[0, 0], [1, 0], [0, 0], [0, 0]]), row_start,
                                axis=1))
-        stream = stream + conditioned(up(lstm.combine(left, right)))  # [B, H, W, 2h]
+        stream = stream + conditioning.up[n](up(lstm.combine(left, right)))  # [B, H, W, 2h]
 
     _, pw = self.input_conv.cache_padding
     empty = lambda columns, features: tf.zeros(tf.stack([batch, columns, features]))
@@ -726,7 +735,7 @@ class DiagonalBiLSTM(_PixelRNN):
                          [batch, width, 4 * h])  # [B, W, G]
       if lstm.pixels_to_right_to_left is not None:
         gates += f32(lstm.pixels_to_right_to_left(pixel_row[:, None]))[:, 0]
-      gates = f32(bias(2 + 3 * n, gates))  # [B, W, G]
+      gates = f32(conditioning.gates[n][1](gates))  # [B, W, G]
 
       def body(j, beside, cell, states):
         state, cell = lstm_update(
@@ -744,19 +753,19 @@ class DiagonalBiLSTM(_PixelRNN):
 
     def position(i, j, c, images, carry, vertical, row):
       del i, c, images
-      stream = f32(bias(0, self._input_feature(vertical, row.pixels, j)))  # [B, 2h]
+      stream = f32(conditioning.input(self._input_feature(vertical, row.pixels, j)))  # [B, 2h]
       streams, states, cells = list(row.streams), list(row.states), list(row.cells)
       for n, (lstm, up) in enumerate(zip(self.lstms, self.up_convs)):
         streams[n] = sampling.set_column(streams[n], j, stream)
         gates = tf.concat([conv.pointwise(stream) for conv in lstm.left_to_right], -1)
-        gates = f32(bias(1 + 3 * n, gates)) + lstm.recurrent_gates(
+        gates = f32(conditioning.gates[n][0](gates)) + lstm.recurrent_gates(
             0, carry.left[n][:, j], states[n][:, j])  # [B, G]
         state, cell = lstm_update(gates, cells[n][:, j])  # each [B, h]
         states[n] = sampling.set_column(states[n], j + 1, state)
         cells[n] = sampling.set_column(cells[n], j + 1, cell)
         out = state + carry.right[n][:, j]  # `combine` at one position
-        stream = stream + f32(bias(3 + 3 * n, up.pointwise(out)))  # [B, 2h]
-      params = self._output_at(stream, lambda features: f32(bias(output_bias, features)))
+        stream = stream + f32(conditioning.up[n](up.pointwise(out)))  # [B, 2h]
+      params = self._output_at(stream, lambda features: f32(conditioning.output(features)))
       return params, _DiagonalRow(row.pixels, tuple(streams), tuple(states), tuple(cells))
 
     def after_draw(i, j, images, row):
@@ -778,6 +787,15 @@ class DiagonalBiLSTM(_PixelRNN):
 
     return sampling.cached_rows(self.head, images, noise, row_start, row_stop, carry,
                                 empty_row, begin_row, position, after_draw, end_row)
+
+
+class _Conditioning(typing.NamedTuple):
+  """What a PixelRNN's conditioning adds to each map it conditions: `features ->
+  features` functions (identity for p(x)), named by map."""
+  input: typing.Callable  # The mask-A input layer's output, [..., 2h].
+  gates: tuple  # Per layer: one per gate map (Row LSTM: 1; Diagonal: left, right), [..., G].
+  up: tuple  # Per layer: its 1x1 convolution of the residual stream, [..., 2h].
+  output: typing.Callable  # The hidden output layer, [..., output_dim].
 
 
 class _RowLSTMWindow(typing.NamedTuple):
