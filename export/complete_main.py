@@ -28,6 +28,8 @@ from absl import flags
 from tfgen import cli
 
 MASKS = ("bottom_half", "right_half")
+_VECTOR_CONDITIONED = ("This model is conditioned on a vector; complete with it from Python "
+                       "(model.complete(..., condition=...)).")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
 
@@ -94,8 +96,7 @@ def load(path):
     noise_shapes = {name: tuple(spec.shape[1:]) for name, spec in specs.items()
                     if name not in ("images", "mask", "labels", "condition")}
     if "condition" in specs:
-      raise CompletionError("This model is conditioned on a vector; complete with it from "
-                            "Python (model.complete(..., condition=...)).")
+      raise CompletionError(_VECTOR_CONDITIONED)
 
     def run(images, mask, noise, labels):
       inputs = dict(images=tf.constant(images), mask=tf.constant(mask),
@@ -117,16 +118,14 @@ def load(path):
       raise CompletionError(f"The model of {path} ({type(model).__name__}) does not complete "
                             "images: autoregressive models and VAEs do.")
     if model.condition_dim is not None:
-      raise CompletionError("This model is conditioned on a vector; complete with it from "
-                            "Python (model.complete(..., condition=...)).")
+      raise CompletionError(_VECTOR_CONDITIONED)
     noise_shapes = {name: tuple(spec.shape[1:])
                     for name, spec in model.completion_noise_specs(None).items()}
 
     def run(images, mask, noise, labels):
       # `complete` takes [S, B, ...] noise: one completion (S = 1) of every image.
-      stacked = {k: v[None] for k, v in noise.items()}
       return model.complete(images, mask.astype(bool), 1,
-                            noise=stacked["noise"] if len(stacked) == 1 else stacked,
+                            noise={k: v[None] for k, v in noise.items()},
                             labels=labels)[0].numpy()
 
     return CompletionRunner(run, tuple(model.image_shape), model.num_levels,
@@ -164,8 +163,7 @@ def _load_tflite(path):
     raise CompletionError(f"No metadata.json beside {path} says how many levels the model "
                           "has: keep the export directory whole.")
   if "condition" in details:
-    raise CompletionError("This model is conditioned on a vector; complete with it from "
-                          "Python (model.complete(..., condition=...)).")
+    raise CompletionError(_VECTOR_CONDITIONED)
   shape = tuple(int(d) for d in details["images"]["shape"])
   noise_shapes = {name: tuple(int(d) for d in d_["shape"][1:]) for name, d_ in details.items()
                   if name not in ("images", "mask", "labels")}

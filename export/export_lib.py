@@ -144,8 +144,9 @@ def _checked_labels(model, labels, batch_of):
   ]
 
 
-def _checked_noise(noise, specs, batch_of):
-  """Asserts each noise input's shape and values, and one row per image of `batch_of`."""
+def _checked_noise(noise, specs, batch_of, batch_name):
+  """Asserts each noise input's shape and values, and as many rows as the input named
+  `batch_name`, `batch_of` (one row per image)."""
   deps = []
   for name, value in noise.items():
     deps += _assert_shape(value, list(specs[name].shape[1:]), name)
@@ -154,12 +155,11 @@ def _checked_noise(noise, specs, batch_of):
                tf.debugging.assert_less(value, 1.0, message="noise must lie in [0, 1)")]
     else:  # Gaussian draws, e.g. a VAE's z.
       deps.append(tf.debugging.assert_all_finite(value, f"{name} must hold finite values"))
-    if value is not batch_of:
-      other = "noise" if batch_of is noise.get("noise") else "images"
+    if name != batch_name:
       deps.append(tf.debugging.assert_equal(
           tf.shape(value)[0], tf.shape(batch_of)[0],
-          message=f"{name} and {other} must have the same batch size (one row of {name} "
-                  "per image)"))
+          message=f"{name} and {batch_name} must have the same batch size (one row of "
+                  f"{name} per image)"))
   return deps
 
 
@@ -209,7 +209,7 @@ def _signatures(model, checks=True, batch=None):
     noise, labels = split(args, list(noise_specs))
     deps = []
     if checks:
-      deps = (_checked_noise(noise, noise_specs, noise["noise"])
+      deps = (_checked_noise(noise, noise_specs, noise["noise"], "noise")
               + _checked_labels(model, labels, noise["noise"]))
     with tf.control_dependencies(deps):
       # Without checks this is a TFLite sampler: builtin operators only.
@@ -236,7 +236,7 @@ def _signatures(model, checks=True, batch=None):
       deps = []
       if checks:
         deps = (_checked_images(model, images) + _checked_mask(images, mask)
-                + _checked_noise(noise, completion_specs, images)
+                + _checked_noise(noise, completion_specs, images, "images")
                 + _checked_labels(model, labels, images))
       with tf.control_dependencies(deps):
         levels = model.complete_from_noise(images, tf.not_equal(mask, 0), noise, labels,
@@ -557,10 +557,16 @@ def _readme(meta):
               "--out=samples.png", "```", ""]
   if "complete" in meta.get("saved_model", {}).get("signatures", {}) or meta.get(
       "tflite_completer"):
-    lines += ["`complete` keeps the subpixels where `mask` is 1 and draws those where it is",
-              "0 in the generation order (raster, then channel), from the `noise` there;",
-              "exact samples of p(missing | observed) when the missing subpixels come last",
-              "in that order (e.g. the bottom rows). Complete a folder of PNG images:", "",
+    if meta["latent_dim"] is None:  # An autoregressive model.
+      lines += ["`complete` keeps the subpixels where `mask` is 1 and draws those where it",
+                "is 0 in the generation order (raster, then channel), from the `noise`",
+                "there; exact samples of p(missing | observed) when the missing subpixels",
+                "come last in that order (e.g. the bottom rows)."]
+    else:
+      lines += ["`complete` keeps the subpixels where `mask` is 1 and redraws those where",
+                "it is 0 by the VAE's encode/decode chain (Rezende et al. 2014), one step",
+                "per row of `z` and `noise`: an approximate sample of p(missing | observed)."]
+    lines += ["Complete a folder of PNG images:", "",
               "```sh", "python -m export.complete_main --model=. --images=DIR --out=OUT_DIR",
               "```", ""]
   return "\n".join(lines) + "\n"

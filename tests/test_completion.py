@@ -138,6 +138,9 @@ def test_cached_completion_equals_naive_completion(name):
   fast = model.complete(images, keep, num_samples=2, noise=noise, labels=[0, 1], fast=True)
   naive = model.complete(images, keep, num_samples=2, noise=noise, labels=[0, 1], fast=False)
   np.testing.assert_array_equal(fast, naive)
+  # The dict of `completion_noise_specs`, as every Completer takes it: the same images.
+  np.testing.assert_array_equal(naive, model.complete(
+      images, keep, num_samples=2, noise={"noise": noise}, labels=[0, 1], fast=False))
   assert np.all(fast.numpy()[:, keep] == np.broadcast_to(images, fast.shape)[:, keep])
 
 
@@ -169,6 +172,7 @@ def test_bad_completion_inputs_are_one_clear_error():
       (dict(images=images.astype(np.float32)), "integer pixel levels"),
       (dict(noise=np.full((1, 1, 1, 2, 1), 0.5, np.float32)), "noise must have shape"),
       (dict(noise=np.full((1, 1, 2, 2, 1), 1.5, np.float32)), r"in \[0, 1\)"),
+      (dict(noise={"z": np.zeros((1, 1, 2, 2, 1), np.float32)}), "or the dict"),
       (dict(num_samples=0), "num_samples must be a positive whole number"),
       (dict(gibbs_sweeps=-1), "gibbs_sweeps must be a whole number >= 0"),
       (dict(gibbs_sweeps=10 ** 5, num_samples=100), "image likelihoods"),

@@ -109,8 +109,7 @@ def _completion_inputs(model, batch, seed=0, labels=None):
 def _keras_completion(model, inputs):
   """`model.complete` of the exported signature's inputs: one completion per image."""
   noise = {k: v[None] for k, v in inputs.items() if k not in ("images", "mask", "labels")}
-  return model.complete(inputs["images"], inputs["mask"], 1,
-                        noise=noise["noise"] if len(noise) == 1 else noise,
+  return model.complete(inputs["images"], inputs["mask"], 1, noise=noise,
                         labels=inputs.get("labels"))[0].numpy()
 
 

@@ -242,6 +242,13 @@ class ImageModel(HParamsMixin, keras.Model):
     return tf.random.stateless_uniform(shape, seed=[int(seed), stream])
 
   @staticmethod
+  def _normal_noise(shape, seed, stream=0):
+    """Standard normal noise of `shape`, seeded as `_uniform_noise`."""
+    if seed is None:
+      return tf.random.normal(shape)
+    return tf.random.stateless_normal(shape, seed=[int(seed), stream])
+
+  @staticmethod
   def _check_uniform(noise, shape, what="noise"):
     """Uniform noise for inverse-CDF sampling: float32 of `shape`, values in [0, 1).
 
@@ -648,7 +655,8 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler, api.Comp
       num_samples: completions per image, `S`.
       seed: int; the same seed gives the same completions. None draws fresh noise.
       noise: optional float `[S, B, H, W, C]` uniform in [0, 1) instead of a seed (the
-        values at observed subpixels are not used).
+        values at observed subpixels are not used), or `{"noise": that}` (the form of
+        `completion_noise_specs`, which every `Completer` takes).
       labels: int `[B]` (or a scalar) class labels for a class-conditional model.
       condition: float `[B, D]` (or `[D]`) for a model built with `condition_dim`.
       gibbs_sweeps: Gibbs sweeps over the missing subpixels after the ancestral walk;
@@ -675,6 +683,11 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler, api.Comp
     shape = (num_samples, batch) + self.image_shape
     if noise is None:
       noise = self._uniform_noise(shape, seed)
+    if isinstance(noise, dict):
+      if sorted(noise) != ["noise"]:
+        raise ValueError(f"noise of an autoregressive completion is uniform [S, B, H, W, C], "
+                         f"or the dict {{'noise': that}}; got keys {sorted(noise)}.")
+      noise = noise["noise"]
     noise = self._check_uniform(noise, shape)
     tile = lambda x: None if x is None else tf.tile(x, [num_samples] + [1] * (x.shape.rank - 1))
     flat = (num_samples * batch,) + self.image_shape

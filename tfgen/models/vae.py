@@ -520,8 +520,7 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
     labels = self._check_condition(labels, condition, batch)
     lead = (num_samples, batch, steps)
     if noise is None:
-      noise = {"z": (tf.random.normal(lead + (self.latent_dim,)) if seed is None else
-                     tf.random.stateless_normal(lead + (self.latent_dim,), [int(seed), 2])),
+      noise = {"z": self._normal_noise(lead + (self.latent_dim,), seed, stream=2),
                "noise": self._uniform_noise(lead + self.image_shape, seed, stream=3)}
     if not isinstance(noise, dict) or sorted(noise) != ["noise", "z"]:
       raise ValueError(
@@ -598,16 +597,14 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
     num = self._check_num(num)
     labels = self._check_labels(labels, num)
     shape = (num,) + self.image_shape
-    if seed is None:
-      draw_z = lambda: tf.random.normal([num, self.latent_dim])
-      draw_u = lambda: tf.random.uniform(shape)
-    else:
-      draw_z = lambda: tf.random.stateless_normal([num, self.latent_dim], [int(seed), 0])
-      draw_u = lambda: tf.random.stateless_uniform(shape, [int(seed), 1])
-    z, _ = self._check_codes(draw_z() if z is None else z, labels)
+    if z is None:
+      z = self._normal_noise([num, self.latent_dim], seed, stream=0)
+    z, _ = self._check_codes(z, labels)
     if mean:
       return tf.cast(tf.round(self.decode_mean(z, labels)), tf.int32)
-    noise = self._check_uniform(draw_u() if noise is None else noise, shape)
+    if noise is None:
+      noise = self._uniform_noise(shape, seed, stream=1)
+    noise = self._check_uniform(noise, shape)
     return self.sample_from_noise({"z": z, "noise": noise}, labels)
 
 
