@@ -150,10 +150,10 @@ def _checked_noise(noise, specs, batch_of, batch_name):
   deps = []
   for name, value in noise.items():
     deps += _assert_shape(value, list(specs[name].shape[1:]), name)
-    if name == "noise":  # Uniform noise for inverse-CDF sampling.
-      deps += [tf.debugging.assert_non_negative(value, message="noise must lie in [0, 1)"),
-               tf.debugging.assert_less(value, 1.0, message="noise must lie in [0, 1)")]
-    else:  # Gaussian draws, e.g. a VAE's z.
+    if name != "z":  # Uniform noise for inverse-CDF sampling (pixels, categories).
+      deps += [tf.debugging.assert_non_negative(value, message=f"{name} must lie in [0, 1)"),
+               tf.debugging.assert_less(value, 1.0, message=f"{name} must lie in [0, 1)")]
+    else:  # A VAE's standard normal draw of z.
       deps.append(tf.debugging.assert_all_finite(value, f"{name} must hold finite values"))
     if name != batch_name:
       deps.append(tf.debugging.assert_equal(

@@ -278,6 +278,52 @@ def test_every_vae_decoder_exports_in_every_quantization(tmp_path, name, likelih
     np.testing.assert_array_equal(got, expected)
 
 
+# Richer latent models: the prior's draw (mixture component by inverse CDF, categories
+# by inverse CDF) is part of the exported sampler, in builtin operators.
+@pytest.mark.parametrize("hparams", [
+    dict(posterior="iaf", num_flows=2, flow_units=8, prior="mixture", prior_components=3),
+    dict(prior="vamp", prior_components=3),
+    dict(latent="categorical", num_latents=2, num_categories=3),
+])
+def test_richer_latent_models_export_with_parity(tmp_path, hparams):
+  model = checks.randomize(models.build("vae", (4, 4, 1), 2, latent_dim=3, hidden_dims="16",
+                                        **hparams), scale=0.5)
+  meta = export_lib.export(model, str(tmp_path), quantize=["none"], batch_size=3)
+  specs = model.export_noise_specs(3)
+  assert list(meta["noise"]) == list(specs)
+  rng = np.random.default_rng(3)
+  noise = {name: (rng.standard_normal if name == "z" else rng.uniform)(
+      size=spec.shape).astype(np.float32) for name, spec in specs.items()}
+  # The codes, drawn by hand from the prior's parameters and the same noise.
+  if model.is_categorical:
+    codes = np.eye(3, dtype=np.float32)[(noise["categories"] * 3).astype(int)].reshape(3, 6)
+  else:
+    prior = model.prior_distribution()
+    k = np.searchsorted(np.cumsum(prior.mixture_distribution.probs_parameter().numpy()),
+                        noise["component"])
+    components = prior.components_distribution
+    codes = components.mean().numpy()[k] + components.stddev().numpy()[k] * noise["z"]
+  keras_levels = model.sample(3, z=codes, noise=noise["noise"]).numpy()
+  assert not [op for op in meta["tflite"]["none"]["operators"] if op.startswith("CUSTOM")]
+  np.testing.assert_array_equal(_tflite(str(tmp_path), "sampler_float32.tflite", **noise)
+                                ["levels"], keras_levels)
+  saved = tf.saved_model.load(str(tmp_path / "saved_model")).signatures
+  np.testing.assert_array_equal(
+      saved["sample"](**{k: tf.constant(v) for k, v in noise.items()})["levels"].numpy(),
+      keras_levels)
+  np.testing.assert_allclose(
+      saved["log_prob"](images=tf.constant(keras_levels))["log_prob_nats"].numpy(),
+      model.log_prob(keras_levels, num_importance_samples=100, seed=0).numpy(), rtol=1e-4)
+  encoded = saved["encode"](images=tf.constant(keras_levels))
+  key = "mean" if model.posterior_is_diagonal_gaussian else "features"
+  np.testing.assert_allclose(encoded[key].numpy(), model.features(keras_levels).numpy(),
+                             rtol=1e-4, atol=1e-5)
+  inputs = _completion_inputs(model, 3, seed=9)
+  expected = _keras_completion(model, inputs)
+  for got in _exported_completions(str(tmp_path), inputs).values():
+    np.testing.assert_array_equal(got, expected)
+
+
 def _without_tfgen(args, cwd):
   """Runs a command in a process that cannot import tfgen (TensorFlow only)."""
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

@@ -254,8 +254,16 @@ def test_latent_tools():
   ds = tf.data.Dataset.from_tensor_slices({"image": images}).batch(3)
   score, _, _ = latents.code_statistics(model, ds)
   q = model.encode(images)
-  kl = tfd.kl_divergence(q, model.prior).numpy().mean()
+  kl = tfd.kl_divergence(q, model.prior_distribution()).numpy().mean()
   assert score.sum() == pytest.approx(kl, rel=1e-4)  # Per-dimension KLs add up.
+  # PCA of the pixels: centred projections, the first with the largest variance.
+  components, _ = latents.principal_components(ds)
+  assert components.shape == (6, 2)
+  np.testing.assert_allclose(components.mean(0), 0.0, atol=1e-5)
+  pixels = images.reshape(6, -1).astype(np.float64)
+  total = ((pixels - pixels.mean(0)) ** 2).sum()
+  assert components.var(0)[0] >= components.var(0)[1]
+  assert (components ** 2).sum() <= total + 1e-6
 
 
 def test_linear_probe_beats_chance_on_real_digits():
@@ -277,7 +285,7 @@ def test_train_main_outputs_for_a_2d_vae(tmp_path):
   # The k-sample bound is tighter than the ELBO.
   assert metrics["test_nll_nats"] < metrics["test_neg_elbo_nats"]
   for name in ("samples.png", "reconstructions.png", "traversal.png", "latent_scatter.png",
-               "manifold.png", "model.keras"):
+               "pca_scatter.png", "manifold.png", "model.keras"):
     assert (tmp_path / name).exists(), name
   saved = json.loads((tmp_path / "metrics.json").read_text())
   assert saved["test_nll_nats"] == pytest.approx(metrics["test_nll_nats"])
@@ -290,7 +298,8 @@ def test_train_main_autoencoder_has_no_samples(tmp_path):
   metrics = train_lib.train_and_evaluate(config, str(tmp_path))
   assert 0 < metrics["test_reconstruction_mse"] < 1
   assert not os.path.exists(tmp_path / "samples.png")
-  for name in ("reconstructions.png", "traversal.png", "latent_scatter.png"):
+  for name in ("reconstructions.png", "traversal.png", "latent_scatter.png",
+               "pca_scatter.png"):
     assert (tmp_path / name).exists(), name
 
 

@@ -3,8 +3,10 @@
 Every image model in tfgen ends in a layer that emits `P` parameters per pixel; a
 *pixel head* owns the layout of those parameters and turns them into
 `tfp.distributions` objects. Autoregressive models emit them from a causal network;
-VAE decoders from a latent code. The VAE's Gaussian posterior and its prior are made
-here too. Models never build distributions themselves.
+VAE decoders from a latent code. The VAE's posteriors q(z | x) (diagonal Gaussian,
+inverse autoregressive flow, categorical) and priors p(z) (standard normal, Gaussian
+mixture, VampPrior, uniform categorical) are made here too. Models never build
+distributions themselves.
 
 Glossary of tensor shapes:
   B: batch size.
@@ -13,7 +15,10 @@ Glossary of tensor shapes:
   K: number of levels of a subpixel (2 for binary images, 256 for 8-bit).
   P: parameters per pixel emitted by the model (`head.num_params`).
   D: latent dimensions of a VAE.
-  M: mixture components of the logistic mixture head.
+  E: context outputs of an inverse autoregressive flow's encoder.
+  N: categorical latent variables of a VAE.  G: categories of each.
+  M: mixture components: of the logistic mixture head, of a VAE's mixture prior, or
+     a VampPrior's pseudo-inputs.
 
 Generation order: pixels in raster order (row by row, left to right) and, within a
 pixel, channels in order (R, then G, then B). The parameters of channel `c` may depend
@@ -688,6 +693,14 @@ def make_pixel_head(name, num_levels, num_channels, **options):
   return _HEADS[name](num_levels, num_channels, **options)
 
 
+# ---- latent variables ----------------------------------------------------------------
+#
+# A VAE's code z has a posterior q(z | x) (the encoder's parameters made a distribution
+# here) and a prior p(z). Continuous codes are drawn by reparameterization, z = f(z0)
+# with z0 = mu + sigma * eps, so exported samplers take standard normal `z` noise;
+# mixture components and categories are drawn by inverse CDF from uniform noise.
+
+
 def gaussian_posterior(params):
   """q(z | x) = N(mu, diag sigma^2) from encoder outputs `[B, 2D]` (mu, then s).
 
@@ -697,9 +710,222 @@ def gaussian_posterior(params):
   return tfd.MultivariateNormalDiag(loc=loc, scale_diag=tf.nn.softplus(s) + 1e-4)
 
 
+def iaf_bijector(networks, context):
+  """The inverse autoregressive flow z = f_T(... f_1(z0)) of Kingma et al. (2016).
+
+  Each step is an inverted `tfb.MaskedAutoregressiveFlow`: its forward pass is MAF's
+  one-pass inverse,
+
+    z_t,d = (z_{t-1},d - m_d(z_{t-1},<d, c)) * sigma_d(z_{t-1},<d, c),
+    log |det df_t/dz_{t-1}| = sum_d log sigma_d,
+
+  so drawing z and its density costs one network pass per step (the inverse, needed
+  only to score a z the flow did not draw, costs D). The order of z is reversed between
+  steps, so every coordinate gets to depend on every other.
+
+  Args:
+    networks: T callables `(z [..., D], context) -> (shift, log_scale)`, autoregressive
+      in z (`tfgen.layers.AutoregressiveNetwork`).
+    context: the encoder's context c `[B, E]`, passed to every network.
+
+  Returns:
+    A `tfb.Bijector` from z0 to z (event size D).
+  """
+  steps = []
+  for n, network in enumerate(networks):
+    if n:
+      size = network.event_size
+      steps.append(tfp.bijectors.Permute(permutation=list(range(size - 1, -1, -1))))
+    steps.append(tfp.bijectors.Invert(tfp.bijectors.MaskedAutoregressiveFlow(
+        shift_and_log_scale_fn=lambda z, network=network: network(z, context))))
+  return tfp.bijectors.Chain(steps[::-1])  # A Chain applies its last bijector first.
+
+
+def flow_posterior(params, networks):
+  """q(z | x) of an inverse autoregressive flow on a diagonal Gaussian.
+
+  Args:
+    params: encoder outputs `[B, 2D + E]`: mu and s of the Gaussian base (as in
+      `gaussian_posterior`), then the context c `[B, E]` of the flow.
+    networks: the T autoregressive networks of `iaf_bijector`.
+
+  Returns:
+    A `tfd.TransformedDistribution` with batch `[B]`, event `[D]`; `reparameterize`
+    draws from it with the density in one pass.
+  """
+  d = networks[0].event_size
+  base = gaussian_posterior(params[..., :2 * d])
+  context = tf.cast(params[..., 2 * d:], tf.float32)  # [B, E]
+  return tfd.TransformedDistribution(base, iaf_bijector(networks, context))
+
+
+def _flow_parts(q):
+  """(Gaussian base, flow bijector) of a `flow_posterior`; (q, None) for the Gaussian
+  and categorical posteriors. (TFP's Gaussians are affine TransformedDistributions, and
+  a flow with a closure is a non-composite `_TransformedDistribution` that is not one,
+  so the posteriors without a flow are the ones named.)"""
+  if isinstance(q, (tfd.MultivariateNormalLinearOperator, tfd.Independent)):
+    return q, None
+  return q.distribution, q.bijector
+
+
+def reparameterize(q, eps):
+  """A draw z of q(z | x) from standard normal noise, and log q(z | x) exactly.
+
+    z0 = mu + sigma * eps,   z = f(z0),   log q(z) = log N(z0; mu, sigma) - log|det f'(z0)|
+
+  Args:
+    q: `gaussian_posterior` (f the identity) or `flow_posterior`, batch `[B]`.
+    eps: standard normal `[..., B, D]`.
+
+  Returns:
+    `(z [..., B, D], log_q [..., B])`.
+  """
+  q, flow = _flow_parts(q)
+  z0 = q.mean() + q.stddev() * eps  # [..., B, D]
+  log_q = q.log_prob(z0)  # [..., B]
+  if flow is None:
+    return z0, log_q
+  return flow.forward(z0), log_q - flow.forward_log_det_jacobian(z0, event_ndims=1)
+
+
+def sample_with_log_prob(q, num, seed):
+  """`num` draws of a posterior with their log-densities, one network pass per draw.
+
+  A flow posterior is drawn through its base (`reparameterize`'s identity), so the
+  density needs no inversion; other distributions by their own `sample` and `log_prob`.
+
+  Args:
+    q: a posterior of this module, batch `[B]`.
+    num: S.
+    seed: a stateless seed, int32 `[2]`.
+
+  Returns:
+    `(z [S, B, ...event], log_q [S, B])`.
+  """
+  base, flow = _flow_parts(q)
+  if flow is not None:
+    z0 = base.sample(num, seed=seed)  # [S, B, D]
+    log_q = base.log_prob(z0) - flow.forward_log_det_jacobian(z0, event_ndims=1)
+    return flow.forward(z0), log_q
+  z = q.sample(num, seed=seed)
+  return z, q.log_prob(z)
+
+
 def standard_normal_prior(latent_dim):
   """p(z) = N(0, I) over `D = latent_dim` dimensions."""
   return tfd.MultivariateNormalDiag(loc=tf.zeros([latent_dim]))
+
+
+def gaussian_mixture_prior(logits, locs, scales):
+  """A learned prior p(z) = sum_m pi_m N(z; mu_m, diag s_m^2) of M components.
+
+  Args:
+    logits: `[M]`, pi = softmax(logits).
+    locs: `[M, D]`.
+    scales: positive `[M, D]`.
+
+  Returns:
+    A `tfd.MixtureSameFamily` with event `[D]`.
+  """
+  return tfd.MixtureSameFamily(
+      tfd.Categorical(logits=tf.cast(logits, tf.float32)),
+      tfd.MultivariateNormalDiag(loc=tf.cast(locs, tf.float32),
+                                 scale_diag=tf.cast(scales, tf.float32)))
+
+
+def vamp_prior(pseudo_posterior_params):
+  """The VampPrior p(z) = (1/M) sum_m q(z | u_m) of Tomczak and Welling (2018).
+
+  The prior is the approximate posterior aggregated over M learned pseudo-inputs u_m:
+  the best prior for a given encoder is its aggregated posterior over the data, and
+  the pseudo-inputs learn a cheap stand-in for it.
+
+  Args:
+    pseudo_posterior_params: the encoder's Gaussian parameters of the pseudo-inputs,
+      `[M, 2D]` (see `gaussian_posterior`).
+
+  Returns:
+    A `tfd.MixtureSameFamily` with equal weights and event `[D]`.
+
+  References:
+    [1] Jakub M. Tomczak, Max Welling. VAE with a VampPrior. AISTATS 2018.
+        https://arxiv.org/abs/1705.07120
+  """
+  components = gaussian_posterior(pseudo_posterior_params)  # batch [M]
+  num = tf.shape(pseudo_posterior_params)[0]
+  return tfd.MixtureSameFamily(tfd.Categorical(logits=tf.zeros([num])), components)
+
+
+def prior_codes(prior, z, component=None):
+  """Codes drawn from a prior by explicit noise, in TFLite builtin operators.
+
+  N(0, I) takes its draw `z` as it is; a Gaussian mixture picks a component by inverse
+  CDF from `component` and moves `z` to it, mu_k + s_k * z.
+
+  Args:
+    prior: `standard_normal_prior`, `gaussian_mixture_prior` or `vamp_prior`.
+    z: standard normal `[B, D]`.
+    component: uniform `[B]` in [0, 1) for a mixture, else None.
+
+  Returns:
+    float32 `[B, D]`.
+  """
+  if not isinstance(prior, tfd.MixtureSameFamily):
+    return z
+  probs = prior.mixture_distribution.probs_parameter()  # [M]
+  k = inverse_cdf(tf.broadcast_to(probs, tf.concat([tf.shape(component), tf.shape(probs)],
+                                                   0)), component)  # [B]
+  components = prior.components_distribution
+  return tf.gather(components.mean(), k) + tf.gather(components.stddev(), k) * z
+
+
+def categorical_posterior(logits):
+  """q(z | x) of N independent categorical variables of G categories, one-hot codes.
+
+  Args:
+    logits: `[B, N * G]` encoder outputs.
+
+  Returns:
+    A `tfd.Independent(tfd.OneHotCategorical)` with batch `[B]`, event `[N, G]`.
+  """
+  return tfd.Independent(tfd.OneHotCategorical(logits=tf.cast(logits, tf.float32)), 1)
+
+
+def uniform_categorical_prior(num_latents, num_categories):
+  """p(z): N independent uniform categorical variables, one-hot, event `[N, G]`."""
+  return tfd.Independent(tfd.OneHotCategorical(
+      logits=tf.zeros([num_latents, num_categories])), 1)
+
+
+def relaxed_categorical_sample(logits, temperature):
+  """A reparameterized Gumbel-softmax (Concrete) draw of one-hot codes.
+
+  y = softmax((logits + g) / tau) with Gumbel noise g: as tau -> 0 the draws become
+  one-hot samples of the categorical; at tau > 0 they are differentiable in the logits
+  (Jang et al. 2017; Maddison et al. 2017).
+
+  Args:
+    logits: `[B, N, G]`.
+    temperature: tau > 0.
+
+  Returns:
+    `[B, N, G]` points of the simplex.
+
+  References:
+    [1] Eric Jang, Shixiang Gu, Ben Poole. Categorical Reparameterization with
+        Gumbel-Softmax. ICLR 2017. https://arxiv.org/abs/1611.01144
+    [2] Chris J. Maddison, Andriy Mnih, Yee Whye Teh. The Concrete Distribution: A
+        Continuous Relaxation of Discrete Random Variables. ICLR 2017.
+        https://arxiv.org/abs/1611.00712
+  """
+  return tfd.RelaxedOneHotCategorical(temperature, logits=tf.cast(logits, tf.float32)).sample()
+
+
+def categorical_codes(probs, uniform):
+  """One-hot codes `[..., N, G]` drawn by inverse CDF: probs `[..., N, G]`, uniform
+  `[..., N]` in [0, 1). Builtin operators only."""
+  return tf.one_hot(inverse_cdf(probs, uniform), probs.shape[-1])
 
 
 def bits_per_dim(nll_nats, num_subpixels):

@@ -1,9 +1,11 @@
 """Using the latent space of a trained autoencoder or VAE.
 
 Interpolation, latent traversals (ordered by how much each dimension is used),
-editing, 2-D code scatter plots and decoded manifolds, and encoder features for a
-downstream classifier. Every function takes a `tfgen.models.api.LatentModel`
-(autoencoder or VAE) and returns arrays; `tfgen.images` turns them into pictures.
+editing, 2-D code scatter plots (of codes and of principal components) and decoded
+manifolds, and encoder features for a downstream classifier: a linear probe, or a
+Keras classifier built on the encoder. Every function takes a
+`tfgen.models.api.LatentModel` (autoencoder or VAE) and returns arrays (`classifier` a
+Keras model); `tfgen.images` turns them into pictures.
 
 Glossary of tensor shapes:
   B: batch.  H, W, C: image shape.  D: latent dimensions.
@@ -29,27 +31,30 @@ def _labels_for(model, labels, num):
   return np.broadcast_to(np.asarray(labels, np.int32), (num,))
 
 
+def _kl_scores(model):
+  """Whether `model`'s dimensions are ranked by their KL (see `code_statistics`)."""
+  return (api.implements(model, api.VariationalModel) and model.prior_is_standard_normal
+          and model.posterior_is_diagonal_gaussian)
+
+
 def code_statistics(model, dataset, max_images=2000):
   """Per-dimension use of the latent space over (up to `max_images` of) a dataset.
 
   Returns:
-    `(score [D], mean [D], std [D])` of the codes (posterior means for a VAE). The
-    score ranks dimensions by use: for a VAE the mean KL(q(z_d | x) || N(0, 1)) in
-    nats (unused, collapsed dimensions sit near 0); for an autoencoder the variance
-    of the code.
+    `(score [D], mean [D], std [D])` of the codes (`features`: posterior means for a
+    Gaussian VAE). The score ranks dimensions by use: for a VAE with a diagonal
+    Gaussian posterior and the standard normal prior the mean KL(q(z_d | x) || N(0, 1))
+    in nats (unused, collapsed dimensions sit near 0); for other latent models the
+    variance of the code.
   """
   codes, kls, seen = [], [], 0
   for element in dataset:
     images, labels = base.unpack_inputs(element)
     labels = labels if model.num_classes else None  # Data may have labels the model ignores.
-    if api.implements(model, api.VariationalModel):
-      q = model.encode(images, labels)
-      mu, sigma = q.mean().numpy(), q.stddev().numpy()  # [B, D]
-      kls.append(0.5 * (mu ** 2 + sigma ** 2 - 1.0) - np.log(sigma))  # [B, D]
-    else:
-      mu = model.encode(images, labels).numpy()  # [B, D]
-    codes.append(mu)
-    seen += len(mu)
+    if _kl_scores(model):
+      kls.append(model.dimension_kl(images, labels).numpy())  # [B, D]
+    codes.append(model.features(images, labels).numpy())  # [B, D]
+    seen += len(codes[-1])
     if seen >= max_images:
       break
   codes = np.concatenate(codes)  # [N, D]
@@ -105,8 +110,9 @@ def traversal(model, dims, values, base_code=None, labels=None):
 def default_traversal(model, dataset, max_rows=10, steps=9, labels=None, statistics=None):
   """The traversal `train_main.py` draws: the `max_rows` most used dimensions first.
 
-  A VAE's dimensions run over -3..3 around the prior mean; an autoencoder's over
-  its code mean +- 3 standard deviations of the codes of `dataset`.
+  The dimensions of a VAE with the standard normal prior run over -3..3 around its
+  mean; those of other latent models over their code mean +- 3 standard deviations of
+  the codes of `dataset`.
 
   Args:
     statistics: `code_statistics(model, dataset)` where the caller has it already (a
@@ -118,7 +124,7 @@ def default_traversal(model, dataset, max_rows=10, steps=9, labels=None, statist
   score, mean, std = statistics or code_statistics(model, dataset)
   dims = np.argsort(-score)[:max_rows]
   t = np.linspace(-3.0, 3.0, steps)
-  if api.implements(model, api.VariationalModel):
+  if api.implements(model, api.VariationalModel) and model.prior_is_standard_normal:
     values, base_code = np.broadcast_to(t, (len(dims), steps)), None
   else:
     values, base_code = mean[dims, None] + std[dims, None] * t, mean
@@ -175,8 +181,8 @@ def manifold(model, size=15, labels=None):
   return images.reshape((size, size) + model.image_shape)
 
 
-def scatter_png(codes, labels=None, label_names=None, title="Test codes"):
-  """A PNG scatter plot of 2-D codes `[N, 2]`, coloured by label."""
+def scatter_png(codes, labels=None, label_names=None, title="Test codes", axis="z"):
+  """A PNG scatter plot of 2-D codes `[N, 2]`, coloured by label; axes `{axis}_1`, `_2`."""
   import matplotlib  # Imported here: only plots need it.
   matplotlib.use("Agg")
   from matplotlib import pyplot as plt
@@ -193,8 +199,8 @@ def scatter_png(codes, labels=None, label_names=None, title="Test codes"):
       pick = labels == k
       ax.scatter(codes[pick, 0], codes[pick, 1], s=3, alpha=0.6, label=name)
     ax.legend(markerscale=4, fontsize=8, loc="best")
-  ax.set_xlabel("z_1")
-  ax.set_ylabel("z_2")
+  ax.set_xlabel(f"{axis}_1")
+  ax.set_ylabel(f"{axis}_2")
   ax.set_title(title)
   buf = io.BytesIO()
   fig.savefig(buf, format="png", bbox_inches="tight")
@@ -220,6 +226,87 @@ def encode_dataset(model, dataset, max_images=None):
   features = np.concatenate(features)[:max_images]
   labels = np.concatenate(labels)[:max_images] if labels else None
   return features, labels
+
+
+def classifier(model, num_classes, fine_tune=False, learning_rate=1e-3):
+  """A Keras classifier whose body is (a copy of) the trained encoder of `model`.
+
+  The lecture's use of an autoencoder: features to initialize a supervised model,
+  trained for the final task, sometimes with few labels. The network is
+
+    images (int levels [B, H, W, C]) -> scaled to [-1, 1] -> encoder -> code -> Dense
+
+  where the code is the encoder's first D outputs: the autoencoder's code, a Gaussian
+  VAE's posterior mean mu (before any flow), or categorical latents' logits. The body
+  is a copy, so training the classifier never changes `model`.
+
+  Args:
+    model: an unconditional `tfgen.models.api.LatentModel` (autoencoder or VAE).
+    num_classes: outputs of the final layer (logits).
+    fine_tune: train the encoder's weights too; by default they are frozen and only the
+      final layer trains (a linear probe trained by gradient descent).
+    learning_rate: of the Adam optimizer it is compiled with.
+
+  Returns:
+    A compiled `keras.Model` from int images to `[B, num_classes]` logits (sparse
+    categorical cross-entropy, `accuracy` metric), for `fit` on labelled images. Its
+    body is the layer named "encoder".
+
+  Raises:
+    ValueError: for a class-conditional model (its encoder reads the label it would
+      have to predict) or a model without a latent code.
+  """
+  import keras  # pylint: disable=g-import-not-at-top
+  if not api.implements(model, api.LatentModel):
+    raise ValueError(f"Model {model.name!r} has no encoder; a classifier body needs an "
+                     "autoencoder or a VAE.")
+  if model.num_classes is not None:
+    raise ValueError(
+        f"Model {model.name!r} is class-conditional: its encoder reads the label a "
+        "classifier would predict. Train an unconditional autoencoder or VAE for features.")
+  if int(num_classes) < 2:
+    raise ValueError(f"num_classes must be at least 2, got {num_classes}.")
+  body = keras.models.clone_model(model.encoder)
+  body.set_weights(model.encoder.get_weights())
+  body.trainable = bool(fine_tune)
+  images = keras.Input(model.image_shape, dtype="int32", name="image")
+  x = keras.layers.Rescaling(2.0 / (model.num_levels - 1), offset=-1.0)(images)
+  if model.hparams["architecture"] == "dense":
+    x = keras.layers.Flatten()(x)
+  code = body(x)[:, :model.latent_dim]  # [B, D]
+  logits = keras.layers.Dense(int(num_classes), name="logits")(code)
+  net = keras.Model(images, logits, name=f"{model.name}_classifier")
+  net.compile(optimizer=keras.optimizers.Adam(learning_rate),
+              loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+              metrics=["accuracy"])
+  return net
+
+
+def principal_components(dataset, max_images=None, num_components=2):
+  """The images of a dataset projected on the first principal components of their pixels.
+
+  The linear baseline of a 2-D code: PCA keeps the directions of largest pixel variance,
+  where an autoencoder learns a non-linear code (Hinton and Salakhutdinov 2006, figure
+  3). The images are taken in the order `encode_dataset` takes them, so the two
+  scatter plots show the same images.
+
+  Returns:
+    `(components [N, num_components], labels [N] or None)` as numpy arrays.
+  """
+  pixels, labels, seen = [], [], 0
+  for element in dataset:
+    images, y = base.unpack_inputs(element)
+    pixels.append(np.reshape(np.asarray(images, np.float64), (len(images), -1)))
+    if y is not None:
+      labels.append(np.asarray(y))
+    seen += len(pixels[-1])
+    if max_images and seen >= max_images:
+      break
+  x = np.concatenate(pixels)[:max_images]  # [N, H*W*C]
+  x = x - x.mean(0)
+  _, _, vt = np.linalg.svd(x, full_matrices=False)  # Rows of vt: principal directions.
+  labels = np.concatenate(labels)[:max_images] if labels else None
+  return (x @ vt[:num_components].T).astype(np.float32), labels
 
 
 def linear_probe(train_x, train_y, test_x, test_y, per_class=100, seed=0):

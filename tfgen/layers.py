@@ -1,4 +1,4 @@
-"""Layers shared by the autoregressive models: masked and shifted convolutions, biases.
+"""Layers shared by the models: masked and shifted convolutions, biases, a MADE.
 
 Two ways to make a convolution causal live here, one of each:
 - `MaskedConv2D` (PixelCNN): a centred kxk kernel whose future taps are zeroed.
@@ -467,4 +467,100 @@ class ConditionBias(keras.layers.Layer):
     config = super().get_config()
     config.update(filters=self.filters, num_classes=self.num_classes,
                   condition_dim=self.condition_dim)
+    return config
+
+
+def made_masks(event_size, hidden_units):
+  """The connectivity masks of a one-hidden-layer MADE (Germain et al. 2015).
+
+  Input d (1-based degree d) reaches hidden unit u of degree m(u) when m(u) >= d, and
+  hidden unit u reaches output d when d > m(u), so output d depends on inputs < d only
+  (output 1 on none). Hidden degrees cycle through 1 .. D-1.
+
+  Returns:
+    `(input_to_hidden [D, U], hidden_to_output [U, D])` float32 0/1 masks.
+  """
+  inputs = np.arange(1, event_size + 1)  # [D]
+  hidden = np.arange(hidden_units) % max(1, event_size - 1) + 1  # [U]
+  first = (hidden[None, :] >= inputs[:, None]).astype(np.float32)  # [D, U]
+  second = (inputs[None, :] > hidden[:, None]).astype(np.float32)  # [U, D]
+  return first, second
+
+
+class AutoregressiveNetwork(keras.layers.Layer):
+  """A MADE with a context input: (shift, log-scale) of z whose entry d depends only on
+  z_<d and the context, the network inside an inverse autoregressive flow.
+
+    h = relu((W_1 * M_1) z + V_1 c + b_1),   [m, s] = (W_2 * M_2) h + V_2 c + b_2
+
+  The masks multiply the kernels (`kernel * mask`, which TFLite converts) and the context
+  c (the encoder's extra outputs, Kingma et al. 2016) enters unmasked, so even z_1's
+  transform depends on the image. The scale is sigma = sigmoid(s + 2) in (0, 1), the
+  stable "forget gate" form of the IAF paper (sigma near 0.88 at initialization, where
+  the output kernels are zero), returned as the log-scale -log sigma that
+  `tfb.MaskedAutoregressiveFlow` divides by.
+
+  Args:
+    event_size: D, the size of z.
+    hidden_units: U, the width of the hidden layer.
+
+  Call args:
+    z: float `[..., D]`.
+    context: float `[..., E]` broadcasting against z's leading axes, or None.
+
+  Returns:
+    `(shift [..., D], log_scale [..., D])`.
+
+  References:
+    [1] Mathieu Germain, Karol Gregor, Iain Murray, Hugo Larochelle. MADE: Masked
+        Autoencoder for Distribution Estimation. ICML 2015.
+        https://arxiv.org/abs/1502.03509
+    [2] Diederik P. Kingma, Tim Salimans, Rafal Jozefowicz, Xi Chen, Ilya Sutskever, Max
+        Welling. Improved Variational Inference with Inverse Autoregressive Flow.
+        NeurIPS 2016. https://arxiv.org/abs/1606.04934
+  """
+
+  def __init__(self, event_size, hidden_units, **kwargs):
+    super().__init__(**kwargs)
+    self.event_size = int(event_size)
+    self.hidden_units = int(hidden_units)
+    if self.event_size < 1 or self.hidden_units < 1:
+      raise ValueError(f"AutoregressiveNetwork needs positive sizes, got event_size="
+                       f"{event_size}, hidden_units={hidden_units}.")
+    first, second = made_masks(self.event_size, self.hidden_units)
+    self._mask_in = first  # [D, U]
+    self._mask_out = np.concatenate([second, second], axis=1)  # [U, 2D]: m and s alike.
+
+  def build(self, z_shape, context_shape=None):
+    d, u = self.event_size, self.hidden_units
+    self.kernel_in = self.add_weight(name="kernel_in", shape=(d, u),
+                                     initializer="glorot_uniform")
+    self.bias_in = self.add_weight(name="bias_in", shape=(u,), initializer="zeros")
+    # Zero output kernels: every flow step starts as the same fixed shrink.
+    self.kernel_out = self.add_weight(name="kernel_out", shape=(u, 2 * d),
+                                      initializer="zeros")
+    self.bias_out = self.add_weight(name="bias_out", shape=(2 * d,), initializer="zeros")
+    self.context_in = self.context_out = None
+    if context_shape is not None:
+      e = int(context_shape[-1])
+      self.context_in = self.add_weight(name="context_in", shape=(e, u),
+                                        initializer="glorot_uniform")
+      self.context_out = self.add_weight(name="context_out", shape=(e, 2 * d),
+                                         initializer="zeros")
+
+  def call(self, z, context=None):
+    h = tf.matmul(z, self.kernel_in * self._mask_in) + self.bias_in  # [..., U]
+    out = self.bias_out  # [2D]
+    if context is not None:
+      context = tf.cast(context, z.dtype)
+      # [B, E] contexts broadcast over the leading sample axis of z [S, B, D].
+      h = h + tf.matmul(context, self.context_in)  # [..., U]
+      out = out + tf.matmul(context, self.context_out)  # [..., 2D]
+    out = tf.matmul(tf.nn.relu(h), self.kernel_out * self._mask_out) + out  # [..., 2D]
+    shift, s = tf.split(out, 2, axis=-1)  # [..., D] each
+    return shift, -tf.math.log_sigmoid(s + 2.0)
+
+  def get_config(self):
+    config = super().get_config()
+    config.update(event_size=self.event_size, hidden_units=self.hidden_units)
     return config

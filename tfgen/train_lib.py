@@ -598,7 +598,8 @@ def _latent_figures(run):
 
   reconstructions.png (rows of test images over their reconstructions), traversal.png
   (one row per latent dimension, the most used first), and for a 2-D latent space
-  latent_scatter.png (test codes coloured by label) and, for a VariationalModel,
+  latent_scatter.png (test codes coloured by label), pca_scatter.png (the same images'
+  first two principal components, the linear baseline) and, for a VariationalModel,
   manifold.png. Adds to the metrics the use score (KL nats for a VAE, code variance for
   an autoencoder) of each traversed dimension and the number of active dimensions
   (VAE: KL above 0.01 nats, Burda et al. 2016).
@@ -627,12 +628,16 @@ def _latent_figures(run):
   run.metrics["traversal_dims"] = [int(d) for d in dims]
   run.metrics["traversal_dim_scores"] = [round(float(v), 4) for v in scores]
   variational = api.implements(model, api.VariationalModel)
-  if variational:
+  if variational and model.prior_is_standard_normal and model.posterior_is_diagonal_gaussian:
     run.metrics["active_latent_dims"] = int((statistics[0] > 0.01).sum())
   if model.latent_dim == 2:
     codes, codes_labels = latents.encode_dataset(model, dataset, max_images=5000)
     files.atomic_write(run.path("latent_scatter.png"),
                        latents.scatter_png(codes, codes_labels, data.info.label_names))
+    components, _ = latents.principal_components(dataset, max_images=5000)
+    files.atomic_write(run.path("pca_scatter.png"), latents.scatter_png(
+        components, codes_labels, data.info.label_names,
+        title="The same images' first two principal components", axis="PC"))
     if variational:
       grid = latents.manifold(model, labels=first_label)
       save("manifold.png", images_lib.grid(np.round(grid.reshape((-1,) + model.image_shape))

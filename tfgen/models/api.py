@@ -9,8 +9,8 @@ inheriting from the classes below, which of these it implements:
   Completer         x_missing ~ p(x_missing | x_observed): completions, exported
                     `complete`
   LatentModel       a code z per image: encode, decode, latent figures
-  VariationalModel  a LatentModel whose encoder is a posterior q(z | x) against a
-                    standard normal prior (per-dimension KL scores)
+  VariationalModel  a LatentModel whose encoder is a posterior q(z | x) and whose
+                    codes have a prior p(z)
 
 The driver (`tfgen.train_lib`), the scorer (`tfgen.scoring`), the latent tools
 (`tfgen.latents`) and the exporter (`export/export_lib.py`) decide what to do with a
@@ -157,12 +157,29 @@ class LatentModel(abc.ABC):
 class VariationalModel(LatentModel, LikelihoodModel, Sampler):
   """A latent-variable density p(x) = E_p(z)[p(x | z)] with an encoder q(z | x).
 
-  `encode` returns the posterior q(z | x) as a TFP distribution over `[B, D]`, and the
-  prior is a standard normal N(0, I): a code dimension's use is then its KL divergence
-  KL(q(z_d | x) || N(0, 1)), and traversals run around the prior's mean.
+  `encode` returns the posterior q(z | x) as a TFP distribution with batch `[B]`. Two
+  properties tell the latent tools how to read the codes: with the standard normal
+  prior, traversals run around its mean (-3 .. 3); where moreover q is a diagonal
+  Gaussian, the KL splits over dimensions (`dimension_kl`) and ranks them by use.
+  Otherwise tools rank dimensions by the variance of `features`, as for an autoencoder.
   """
 
   LOG_PROB_IS_EXACT = False
+
+  @property
+  def prior_is_standard_normal(self):
+    """Whether p(z) = N(0, I)."""
+    return True
+
+  @property
+  def posterior_is_diagonal_gaussian(self):
+    """Whether q(z | x) = N(mu(x), diag sigma(x)^2)."""
+    return True
+
+  @abc.abstractmethod
+  def dimension_kl(self, images, labels=None):
+    """KL(q(z_d | x) || N(0, 1)) per image and dimension, nats `[B, D]`; only where
+    both properties above hold (ValueError otherwise)."""
 
 
 def implements(model, capability):

@@ -30,6 +30,7 @@ import tensorflow as tf
 
 from tfgen import completion
 from tfgen import distributions
+from tfgen import layers
 from tfgen.models import api
 from tfgen.models import base
 
@@ -85,7 +86,7 @@ class EncoderDecoder(base.ImageModel, api.LatentModel):
       self.encoder = _dense_stack(hidden, encoder_outputs, "encoder")
       self.encoder.build((None, h * w * c + n))
       decoder = _dense_stack(hidden[::-1], h * w * decoder_params, "decoder_mlp")
-      decoder.build((None, hp["latent_dim"] + n))
+      decoder.build((None, self.latent_dim + n))
       self.decoder = keras.Sequential(
           [decoder, keras.layers.Reshape((h, w, decoder_params))], name="decoder")
     else:
@@ -108,7 +109,7 @@ class EncoderDecoder(base.ImageModel, api.LatentModel):
              # The transposed stack reaches (fh * down, fw * down) >= (h, w): crop.
              keras.layers.Cropping2D(((0, fh * down - h), (0, fw * down - w)))],
           name="decoder")
-      self.decoder.build((None, hp["latent_dim"] + n))
+      self.decoder.build((None, self.latent_dim + n))
 
   # ---- the two halves ---------------------------------------------------------------
 
@@ -116,8 +117,11 @@ class EncoderDecoder(base.ImageModel, api.LatentModel):
     return None if labels is None else tf.one_hot(labels, self.num_classes)  # [B, N]
 
   def _encoder_outputs(self, inputs, training=False):
-    x = self._scaled_images(inputs)  # [B, H, W, C]
-    y = self._one_hot(self._labels(inputs))
+    return self._encode_scaled(self._scaled_images(inputs), self._one_hot(self._labels(inputs)),
+                               training)
+
+  def _encode_scaled(self, x, y, training=False):
+    """Encoder outputs of images scaled to [-1, 1] `[B, H, W, C]` and one-hot labels."""
     if self.hparams["architecture"] == "dense":
       x = tf.reshape(x, [tf.shape(x)[0], -1])  # [B, H*W*C]
       if y is not None:
@@ -228,14 +232,18 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
   """A variational autoencoder; with `num_classes`, a conditional VAE p(x | y).
 
   `call` returns the parameters of both halves for one reparameterized sample,
-  `{"posterior": [B, 2D], "z": [B, D], "likelihood": [B, H, W, P]}`; the loss is the
-  negative ELBO per image,
+  `{"posterior": [B, E], "z": [B, D], "log_q": [B], "likelihood": [B, H, W, P]}`; the
+  loss is the negative ELBO per image,
 
-    -ELBO = -log p(x | z) + beta_t KL(q(z | x) || N(0, I)),   z = mu + sigma * eps,
+    -ELBO = -log p(x | z) + beta_t KL(q(z | x) || p(z)),   z ~ q(z | x) reparameterized,
 
   with beta_t = beta * min(1, step / kl_warmup_steps) (KL warm-up, Bowman et al. 2016;
-  Sonderby et al. 2016). Reported metrics (nats per image) are always at beta = 1:
-  `elbo`, `reconstruction` (E_q log p(x | z)), `kl`, and `neg_elbo`.
+  Sonderby et al. 2016). The KL is in closed form for a diagonal Gaussian posterior with
+  the standard normal prior, and for categorical latents; otherwise (a flow posterior, a
+  learned prior) it is the one-sample Monte Carlo estimate log q(z | x) - log p(z) at the
+  same z, unbiased, so the ELBO stays an unbiased estimate. Reported metrics (nats per
+  image) are always at beta = 1: `elbo`, `reconstruction` (E_q log p(x | z)), `kl`, and
+  `neg_elbo`.
 
   `log_prob(x)` is the importance-weighted estimate (Burda et al. 2016)
 
@@ -243,12 +251,30 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
 
   a lower bound in expectation that tightens to log p(x) as k grows (k = 1: the ELBO).
 
+  The latent variables (hyper-parameters below):
+    - posterior q(z | x): "gaussian", N(mu, diag sigma^2); or "iaf", that Gaussian
+      pushed through `num_flows` steps of an inverse autoregressive flow whose networks
+      (MADEs of `flow_units` hidden units) also read a context of `flow_units` encoder
+      outputs (Kingma et al. 2016, `distributions.iaf_bijector`).
+    - prior p(z): "normal", N(0, I); "mixture", a learned mixture of
+      `prior_components` diagonal Gaussians; or "vamp", the VampPrior (Tomczak and
+      Welling 2018), the Gaussian posterior aggregated over `prior_components` learned
+      pseudo-inputs (an unconditional VAE with the Gaussian posterior only).
+    - latent "categorical": instead of a Gaussian z, `num_latents` categorical
+      variables of `num_categories` each (one-hot codes, D = num_latents *
+      num_categories) with a uniform prior, trained through the Gumbel-softmax relaxation
+      at `temperature` (Jang et al. 2017; Maddison et al. 2017) and evaluated with the
+      discrete model's exact terms: the analytic KL to the uniform prior, and discrete
+      draws of q in `log_prob`.
+
   Hyper-parameters (see also `EncoderDecoder`):
     likelihood: "auto" (Bernoulli for K = 2, else "gaussian"), "bernoulli",
       "categorical" (a softmax over the K levels) or "gaussian" (learned mean and
       variance, binned onto the levels: `distributions.DiscretizedGaussianPixelHead`).
     beta: weight of the KL term in the training loss.
     kl_warmup_steps: steps over which the KL weight rises linearly from 0 to beta.
+    posterior, num_flows, flow_units, prior, prior_components, latent, num_latents,
+      num_categories, temperature: the latent variables, above.
 
   References:
     [1] Diederik P. Kingma, Max Welling. Auto-Encoding Variational Bayes. ICLR 2014.
@@ -257,14 +283,27 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
         Autoencoders. ICLR 2016. https://arxiv.org/abs/1509.00519
     [3] Kihyuk Sohn, Honglak Lee, Xinchen Yan. Learning Structured Output
         Representation using Deep Conditional Generative Models. NeurIPS 2015.
+    [4] Diederik P. Kingma, Tim Salimans, Rafal Jozefowicz, Xi Chen, Ilya Sutskever, Max
+        Welling. Improved Variational Inference with Inverse Autoregressive Flow.
+        NeurIPS 2016. https://arxiv.org/abs/1606.04934
+    [5] Jakub M. Tomczak, Max Welling. VAE with a VampPrior. AISTATS 2018.
+        https://arxiv.org/abs/1705.07120
+    [6] Eric Jang, Shixiang Gu, Ben Poole. Categorical Reparameterization with
+        Gumbel-Softmax. ICLR 2017. https://arxiv.org/abs/1611.01144
   """
 
   MODEL_NAME = "vae"
   # The lecture's VAE: 784-dimensional input, 20-dimensional latent.
   HPARAMS = {"latent_dim": 20, "architecture": "dense", "hidden_dims": "500-500",
              "conv_filters": "32-64", "likelihood": "auto", "beta": 1.0,
-             "kl_warmup_steps": 0}
+             "kl_warmup_steps": 0, "posterior": "gaussian", "num_flows": 2,
+             "flow_units": 256, "prior": "normal", "prior_components": 100,
+             "latent": "gaussian", "num_latents": 20, "num_categories": 10,
+             "temperature": 0.5}
   LIKELIHOODS = ("auto", "bernoulli", "categorical", "gaussian")
+  POSTERIORS = ("gaussian", "iaf")
+  PRIORS = ("normal", "mixture", "vamp")
+  LATENTS = ("gaussian", "categorical")
 
   def __init__(self, image_shape, num_levels, num_classes=None, name=None, **hparams):
     super().__init__(image_shape, num_levels, num_classes, name=name, **hparams)
@@ -273,26 +312,190 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
       raise ValueError(f"likelihood must be one of {self.LIKELIHOODS}, got {hp['likelihood']!r}.")
     if hp["beta"] < 0 or hp["kl_warmup_steps"] < 0:
       raise ValueError("beta and kl_warmup_steps must be non-negative.")
+    self._check_latent_hparams()
     likelihood = hp["likelihood"]
     if likelihood == "auto":
       likelihood = "bernoulli" if self.num_levels == 2 else "gaussian"
     self.head = distributions.make_pixel_head(likelihood, self.num_levels,
                                               self.image_shape[-1])
-    self.prior = distributions.standard_normal_prior(self.latent_dim)
-    self._build_coders(2 * self.latent_dim, self.head.num_params)
+    d = self.latent_dim
+    if self.is_categorical:
+      encoder_outputs = d  # Logits [N * G].
+    elif hp["posterior"] == "iaf":
+      encoder_outputs = 2 * d + hp["flow_units"]  # mu, s and the flow's context.
+    else:
+      encoder_outputs = 2 * d
+    self._build_coders(encoder_outputs, self.head.num_params)
+    self.flows = []
+    if hp["posterior"] == "iaf":
+      # float32 under any policy: the log-determinants are part of the likelihood.
+      self.flows = [layers.AutoregressiveNetwork(d, hp["flow_units"], name=f"iaf_{n}",
+                                                 dtype="float32")
+                    for n in range(hp["num_flows"])]
+      for flow in self.flows:
+        flow.build((None, d), (None, hp["flow_units"]))
+    m = hp["prior_components"]
+    if hp["prior"] == "mixture":
+      self.prior_logits = self.add_weight(shape=(m,), initializer="zeros",
+                                          name="prior_logits")
+      # Spread-out means, unit scales (softplus(0.5413) = 1): the standard normal's
+      # mass, split among the components, to begin with.
+      self.prior_locs = self.add_weight(
+          shape=(m, d), initializer=keras.initializers.RandomNormal(stddev=1.0),
+          name="prior_locs")
+      self.prior_scales = self.add_weight(
+          shape=(m, d), initializer=keras.initializers.Constant(0.5413),
+          name="prior_scales")
+    elif hp["prior"] == "vamp":
+      # Pseudo-inputs u = tanh(w), in the encoder's [-1, 1] image range; near-grey
+      # images to begin with.
+      self.pseudo_inputs = self.add_weight(
+          shape=(m,) + self.image_shape,
+          initializer=keras.initializers.RandomNormal(stddev=0.1), name="pseudo_inputs")
     self.trackers = {name: keras.metrics.Mean(name=name)
                      for name in ("neg_elbo", "elbo", "reconstruction", "kl")}
     self._finish_init()
 
+  def _check_latent_hparams(self):
+    hp = self.hparams
+    for key, choices in (("posterior", self.POSTERIORS), ("prior", self.PRIORS),
+                         ("latent", self.LATENTS)):
+      if hp[key] not in choices:
+        raise ValueError(f"{key} must be one of {choices}, got {hp[key]!r}.")
+    for key in ("num_flows", "flow_units", "prior_components", "num_latents"):
+      if hp[key] < 1:
+        raise ValueError(f"VAE hyper-parameter {key} must be positive, got {hp[key]}.")
+    if hp["num_categories"] < 2:
+      raise ValueError(f"num_categories must be at least 2, got {hp['num_categories']}.")
+    if hp["temperature"] <= 0:
+      raise ValueError(f"temperature must be positive, got {hp['temperature']}.")
+    if hp["latent"] == "categorical" and (hp["posterior"], hp["prior"]) != ("gaussian",
+                                                                           "normal"):
+      raise ValueError(
+          "latent='categorical' has its own posterior (a categorical q(z | x)) and prior "
+          "(uniform over the categories): drop posterior= and prior=, or use "
+          "latent='gaussian' for an IAF posterior or a learned prior.")
+    if hp["prior"] == "vamp" and hp["posterior"] != "gaussian":
+      raise ValueError(
+          "prior='vamp' is a mixture of the encoder's posteriors of the pseudo-inputs, "
+          "which needs the Gaussian posterior (a flow posterior's density at a code it "
+          "did not draw costs one network pass per latent dimension). Use "
+          "posterior='gaussian' with the VampPrior, or prior='mixture' with the IAF.")
+    if hp["prior"] == "vamp" and self.num_classes is not None:
+      raise ValueError(
+          "prior='vamp' encodes unlabelled pseudo-inputs, so it needs an unconditional "
+          "VAE: drop num_classes, or use prior='mixture' for a conditional VAE.")
+
+  @property
+  def is_categorical(self):
+    """Whether the code is `num_latents` one-hot categorical variables."""
+    return self.hparams["latent"] == "categorical"
+
+  @property
+  def latent_dim(self):
+    """D: `latent_dim`, or `num_latents * num_categories` for categorical latents."""
+    hp = self.hparams
+    return hp["num_latents"] * hp["num_categories"] if self.is_categorical else hp["latent_dim"]
+
+  @property
+  def prior_is_standard_normal(self):
+    return self.hparams["prior"] == "normal" and not self.is_categorical
+
+  @property
+  def posterior_is_diagonal_gaussian(self):
+    return self.hparams["posterior"] == "gaussian" and not self.is_categorical
+
+  # ---- the latent distributions ------------------------------------------------------
+
+  def posterior_distribution(self, params):
+    """q(z | x) of encoder outputs `[B, E]`: event `[D]`, or `[N, G]` one-hot codes."""
+    if self.is_categorical:
+      hp = self.hparams
+      return distributions.categorical_posterior(
+          tf.reshape(params, [-1, hp["num_latents"], hp["num_categories"]]))
+    if self.flows:
+      return distributions.flow_posterior(params, self.flows)
+    return distributions.gaussian_posterior(params)
+
+  def prior_distribution(self):
+    """p(z): a TFP distribution with event `[D]` (`[N, G]` for categorical latents)."""
+    hp = self.hparams
+    if self.is_categorical:
+      return distributions.uniform_categorical_prior(hp["num_latents"], hp["num_categories"])
+    if hp["prior"] == "mixture":
+      return distributions.gaussian_mixture_prior(
+          self.prior_logits, self.prior_locs, tf.nn.softplus(self.prior_scales) + 1e-4)
+    if hp["prior"] == "vamp":
+      pseudo = tf.tanh(self.pseudo_inputs)  # [M, H, W, C] in [-1, 1]
+      return distributions.vamp_prior(self._encode_scaled(pseudo, None))
+    return distributions.standard_normal_prior(self.latent_dim)
+
+  @property
+  def _analytic_kl(self):
+    return self.prior_is_standard_normal and self.posterior_is_diagonal_gaussian or (
+        self.is_categorical)
+
+  def _flat(self, z):
+    """Codes as the decoder takes them, `[..., D]` (one-hot `[..., N, G]` flattened)."""
+    if not self.is_categorical:
+      return z
+    return tf.reshape(z, tf.concat([tf.shape(z)[:-2], [self.latent_dim]], 0))
+
+  def _unflat(self, z):
+    """`[..., D]` codes -> the prior's event shape (`[..., N, G]` for categorical)."""
+    if not self.is_categorical:
+      return z
+    hp = self.hparams
+    return tf.reshape(z, tf.concat([tf.shape(z)[:-1], [hp["num_latents"],
+                                                      hp["num_categories"]]], 0))
+
+  def _latent_noise_specs(self, lead):
+    """The noise of one draw of z: standard normal `z` `[..., D]` (and a uniform mixture
+    `component` `[...]`), or uniform `categories` `[..., N]`."""
+    if self.is_categorical:
+      return {"categories": lead + (self.hparams["num_latents"],)}
+    specs = {"z": lead + (self.latent_dim,)}
+    if self.hparams["prior"] != "normal":
+      specs["component"] = lead
+    return specs
+
+  def _prior_codes(self, noise, prior=None):
+    """Codes `[B, D]` drawn from p(z) by the noise of `_latent_noise_specs`."""
+    if self.is_categorical:
+      uniform = noise["categories"]  # [B, N]
+      probs = tf.fill(tf.concat([tf.shape(uniform), [self.hparams["num_categories"]]], 0),
+                      1.0 / self.hparams["num_categories"])  # [B, N, G]
+      return self._flat(distributions.categorical_codes(probs, uniform))
+    prior = self.prior_distribution() if prior is None else prior
+    return distributions.prior_codes(prior, noise["z"], noise.get("component"))
+
+  def _posterior_codes(self, params, noise):
+    """Codes `[B, D]` drawn from q(z | x) by `z` (standard normal) or `categories`
+    (uniform) noise, in TFLite builtin operators."""
+    q = self.posterior_distribution(params)
+    if self.is_categorical:
+      return self._flat(distributions.categorical_codes(q.distribution.probs_parameter(),
+                                                        noise["categories"]))
+    return distributions.reparameterize(q, noise["z"])[0]
+
+  # ---- training -----------------------------------------------------------------------
+
   def call(self, inputs, training=False):
-    posterior = self._encoder_outputs(inputs, training)  # [B, 2D]
-    q = distributions.gaussian_posterior(posterior)
-    # Reparameterized: gradients flow through mu and sigma. A stateful op, so every
-    # replica and every step draws fresh noise without a seed to thread through.
-    eps = tf.random.normal(tf.shape(q.mean()))  # [B, D]
-    z = q.mean() + q.stddev() * eps  # [B, D]
-    return {"posterior": posterior, "z": z,
-            "likelihood": self._decoder_params(z, self._labels(inputs), training)}
+    params = self._encoder_outputs(inputs, training)  # [B, E]
+    out = {"posterior": params}
+    if self.is_categorical:
+      hp = self.hparams
+      logits = tf.reshape(params, [-1, hp["num_latents"], hp["num_categories"]])
+      out["z"] = self._flat(distributions.relaxed_categorical_sample(
+          logits, hp["temperature"]))  # [B, D]
+    else:
+      # Reparameterized: gradients flow through the posterior's parameters. A stateful
+      # op, so every replica and every step draws fresh noise without a seed to thread.
+      eps = tf.random.normal([tf.shape(params)[0], self.latent_dim])  # [B, D]
+      out["z"], out["log_q"] = distributions.reparameterize(
+          self.posterior_distribution(params), eps)  # [B, D], [B]
+    out["likelihood"] = self._decoder_params(out["z"], self._labels(inputs), training)
+    return out
 
   def _kl_weight(self):
     beta = self.hparams["beta"]
@@ -302,6 +505,14 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
     step = tf.cast(self.optimizer.iterations, tf.float32)
     return beta * tf.minimum(1.0, step / float(warmup))
 
+  def _kl(self, outputs):
+    """KL(q(z | x) || p(z)) per image `[B]`: closed form, or log q(z) - log p(z) at the
+    drawn z (one-sample Monte Carlo) where there is none."""
+    if self._analytic_kl:
+      return distributions.tfd.kl_divergence(
+          self.posterior_distribution(outputs["posterior"]), self.prior_distribution())
+    return outputs["log_q"] - self.prior_distribution().log_prob(outputs["z"])
+
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
     """Negative ELBO in nats per image (with beta and warm-up when training), as sum /
     global batch size so that replicas' gradients add up to the batch mean."""
@@ -309,10 +520,9 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
     if sample_weight is not None:
       raise ValueError("Sample weights are not supported by likelihood models.")
     images, _ = base.unpack_inputs(x)
-    q = distributions.gaussian_posterior(y_pred["posterior"])
     reconstruction = self.head.image_distribution(y_pred["likelihood"]).log_prob(
         tf.cast(images, tf.int32))  # [B]
-    kl = distributions.tfd.kl_divergence(q, self.prior)  # [B]
+    kl = self._kl(y_pred)  # [B]
     elbo = reconstruction - kl
     for name, value in (("neg_elbo", -elbo), ("elbo", elbo),
                         ("reconstruction", reconstruction), ("kl", kl)):
@@ -323,14 +533,42 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
   # ---- inference --------------------------------------------------------------------
 
   def encode(self, images, labels=None):
-    """q(z | x, y): a `tfd.MultivariateNormalDiag` with batch shape `[B]`."""
+    """q(z | x, y): a TFP distribution with batch shape `[B]`.
+
+    A `tfd.MultivariateNormalDiag` for the Gaussian posterior, a
+    `tfd.TransformedDistribution` for the IAF (its `log_prob` inverts the flow, one
+    network pass per dimension), and `tfd.Independent(tfd.OneHotCategorical)` with event
+    `[N, G]` for categorical latents (the codes are its draws flattened to `[N * G]`).
+    """
     images, labels = self._checked(images, labels)
-    return distributions.gaussian_posterior(
-        self._encoder_outputs(self._inputs(images, labels)))
+    return self.posterior_distribution(self._encoder_outputs(self._inputs(images, labels)))
 
   def features(self, images, labels=None):
-    """The posterior mean E_q[z], float32 `[B, D]`."""
-    return self.encode(images, labels).mean()
+    """A deterministic code per image, float32 `[B, D]`: the posterior mean E_q[z] of
+    the Gaussian posterior, the flow's image f(mu) of the base mean for the IAF (its
+    mean has no closed form), and the category probabilities for categorical latents."""
+    images, labels = self._checked(images, labels)
+    return self._features(self._encoder_outputs(self._inputs(images, labels)))
+
+  def _features(self, params):
+    q = self.posterior_distribution(params)
+    if self.is_categorical:
+      return self._flat(q.distribution.probs_parameter())
+    if self.flows:
+      return q.bijector.forward(q.distribution.mean())
+    return q.mean()
+
+  def dimension_kl(self, images, labels=None):
+    """KL(q(z_d | x) || N(0, 1)) of each image and dimension, nats `[B, D]`, for the
+    diagonal Gaussian posterior with the standard normal prior (where the KL splits
+    over dimensions and scores how much each is used)."""
+    if not (self.prior_is_standard_normal and self.posterior_is_diagonal_gaussian):
+      raise ValueError("The KL splits over code dimensions only for the Gaussian posterior "
+                       "with the standard normal prior; rank dimensions by the variance "
+                       "of `features` instead.")
+    q = self.encode(images, labels)
+    mu, sigma = q.mean(), q.stddev()  # [B, D]
+    return 0.5 * (mu ** 2 + sigma ** 2 - 1.0) - tf.math.log(sigma)
 
   def decode(self, z, labels=None):
     """p(x | z, y): a `tfd.Distribution` with batch `[B]`, event `[H, W, C]`."""
@@ -342,7 +580,8 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
     return self.head.mean(self._decoder_params(z, labels))
 
   def elbo(self, images, labels=None, seed=0):
-    """The ELBO of each image (one reparameterized sample, analytic KL), nats `[B]`."""
+    """The ELBO of each image (one sample of q, the KL as in `log_prob`'s weights), nats
+    `[B]`."""
     return self.log_prob(images, labels, num_importance_samples=1, seed=seed)
 
   def log_prob(self, images, labels=None, num_importance_samples=1000, seed=0,
@@ -352,15 +591,16 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
       log p(x) ~= logsumexp_i [log p(x | z_i) + log p(z_i) - log q(z_i | x)] - log k
 
     The k samples are drawn in chunks of S (so at most `max_elements` decoder
-    parameters exist at once) and combined by a running logsumexp, so memory stays
-    bounded for any k.
+    parameters, or mixture-prior terms, exist at once) and combined by a running
+    logsumexp, so memory stays bounded for any k. Categorical latents are drawn from
+    the discrete q (not its relaxation): the estimate is of the discrete model.
 
     Args:
       images: integer `[B, H, W, C]` levels.
       labels: int `[B]` for a conditional model.
       num_importance_samples: k >= 1. k = 1 is an (unbiased) ELBO estimate.
       seed: int; the same seed gives the same estimate.
-      max_elements: bound on S * B * H * W * P.
+      max_elements: bound on S * B * H * W * P (and S * B * M * D).
 
     Returns:
       float32 `[B]`.
@@ -372,29 +612,30 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
     batch = int(images.shape[0])
     if batch == 0:  # Nothing to score (the encoder's layers fail on empty batches).
       return tf.zeros([0], tf.float32)
-    per_sample = max(1, batch * self.num_subpixels // self.image_shape[-1]
-                     * self.head.num_params)
-    chunk = int(max(1, min(k, max_elements // per_sample)))
+    per_image = max(self.num_subpixels // self.image_shape[-1] * self.head.num_params,
+                    self.latent_dim * (self.hparams["prior_components"]
+                                       if self.hparams["prior"] != "normal" else 1))
+    chunk = int(max(1, min(k, max_elements // max(1, batch * per_image))))
     fn = self._compiled("iw_log_prob",
                         lambda: tf.function(self._iw_log_prob, reduce_retracing=True))
     return fn(images, labels, tf.constant(k), tf.constant(chunk), tf.constant(int(seed)))
 
   def _iw_log_prob(self, images, labels, k, chunk, seed):
-    q = distributions.gaussian_posterior(
+    q = self.posterior_distribution(
         self._encoder_outputs(self._inputs(images, labels)))  # batch [B]
+    prior = self.prior_distribution()
     batch = tf.shape(images)[0]
     labels_s = None if labels is None else tf.repeat(labels[None], chunk, axis=0)
 
     def body(i, total):
       size = tf.minimum(chunk, k - i)
-      z = q.sample(chunk, seed=tf.stack([seed, i]))  # [S, B, D]
-      flat = tf.reshape(z, [-1, self.latent_dim])  # [S*B, D]
+      z, log_q = distributions.sample_with_log_prob(q, chunk, seed=tf.stack([seed, i]))
+      flat = tf.reshape(self._flat(z), [-1, self.latent_dim])  # [S*B, D]
       params = self._decoder_params(
           flat, None if labels_s is None else tf.reshape(labels_s, [-1]))
       log_px = self.head.image_distribution(params).log_prob(
           tf.tile(images, [chunk, 1, 1, 1]))  # [S*B]
-      log_w = (tf.reshape(log_px, [chunk, batch]) + self.prior.log_prob(z)
-               - q.log_prob(z))  # [S, B]
+      log_w = tf.reshape(log_px, [chunk, batch]) + prior.log_prob(z) - log_q  # [S, B]
       log_w = tf.where(tf.range(chunk)[:, None] < size, log_w, -np.inf)  # Last chunk.
       return i + chunk, tf.reduce_logsumexp(tf.stack([total, tf.reduce_logsumexp(log_w, 0)]),
                                             axis=0)
@@ -432,14 +673,19 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
   EXPORT_IMPORTANCE_SAMPLES = 100
 
   def export_noise_specs(self, batch):
-    """The randomness an exported sampler takes: z ~ N(0, I) and uniform pixel noise."""
-    return {"z": tf.TensorSpec((batch, self.latent_dim), tf.float32),
-            "noise": tf.TensorSpec((batch,) + self.image_shape, tf.float32)}
+    """The randomness an exported sampler takes: a draw of z ~ p(z) (standard normal
+    `z`, with a uniform `component` for a mixture prior, or uniform `categories`) and
+    uniform pixel noise."""
+    specs = {name: tf.TensorSpec(shape, tf.float32)
+             for name, shape in self._latent_noise_specs((batch,)).items()}
+    specs["noise"] = tf.TensorSpec((batch,) + self.image_shape, tf.float32)
+    return specs
 
   def sample_from_noise(self, noise, condition, builtin_only=False):
-    """Prior draw `z` and inverse-CDF pixel draw in one graph of TFLite builtin ops."""
+    """A prior draw of z and an inverse-CDF pixel draw in one graph of TFLite builtin
+    ops."""
     del builtin_only  # Always builtin.
-    return self.head.image_quantile(self._decoder_params(noise["z"], condition),
+    return self.head.image_quantile(self._decoder_params(self._prior_codes(noise), condition),
                                     noise["noise"])
 
   def log_prob_graph(self, images, condition):
@@ -449,7 +695,8 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
                              tf.constant(0))
 
   def export_extras(self, batch):
-    """`decode` (z, noise -> parameters, mean, a sample) and `encode` (-> mu, sigma)."""
+    """`decode` (codes z, noise -> parameters, mean, a sample) and `encode` (-> the
+    Gaussian posterior's mean and stddev, or for other posteriors the `features`)."""
     z_spec = tf.TensorSpec((batch, self.latent_dim), tf.float32, name="z")
     noise_spec = tf.TensorSpec((batch,) + self.image_shape, tf.float32, name="noise")
     image_spec = tf.TensorSpec((batch,) + self.image_shape, tf.int32, name="images")
@@ -463,8 +710,10 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
               "levels": self.head.image_quantile(params, noise)}
 
     def encode(images, labels=None):
-      q = distributions.gaussian_posterior(
-          self._encoder_outputs(self._inputs(images, labels)))
+      params = self._encoder_outputs(self._inputs(images, labels))
+      if not self.posterior_is_diagonal_gaussian:
+        return {"features": self._features(params)}
+      q = distributions.gaussian_posterior(params)
       return {"mean": q.mean(), "stddev": q.stddev()}
 
     return {"decode": (decode, [z_spec, noise_spec]), "encode": (encode, [image_spec])}
@@ -478,7 +727,7 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
                condition=None, steps=COMPLETION_STEPS):
     """Draws the missing subpixels of `images` by iterated encoding and decoding.
 
-    The missing-data imputation chain of Rezende et al. [4]: the missing subpixels start
+    The missing-data imputation chain of Rezende et al. [7]: the missing subpixels start
     from a draw of the model (z_0 ~ p(z), x_0 ~ p(x | z_0)), and each step re-encodes
     the image and redraws them,
 
@@ -495,8 +744,11 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
         the observed subpixels. Each image needs observed and missing subpixels.
       num_samples: completions per image, `S`.
       seed: int; the same seed gives the same completions. None draws fresh noise.
-      noise: optional `{"z": [S, B, T, D] standard normal, "noise": [S, B, T, H, W, C]
-        uniform in [0, 1)}` for the T = `steps` steps, instead of a seed.
+      noise: optional dict instead of a seed, for the T = `steps` steps: `{"z": [S, B, T,
+        D] standard normal, "noise": [S, B, T, H, W, C] uniform in [0, 1)}`, with
+        `"component": [S, B]` uniform (the first step's mixture component) for a learned
+        prior, and `"categories": [S, B, T, N]` uniform in place of `z` for categorical
+        latents (the names of `completion_noise_specs`).
       labels: int `[B]` (or a scalar) class labels for a conditional VAE.
       condition: refused (a VAE conditions on labels); accepted for the common call.
       steps: T >= 1, the number of decodes (step 1 is the draw from the prior).
@@ -508,7 +760,7 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
       ValueError: for bad images, mask, labels, noise, `num_samples` or `steps`.
 
     References:
-      [4] Danilo J. Rezende, Shakir Mohamed, Daan Wierstra. Stochastic Backpropagation
+      [7] Danilo J. Rezende, Shakir Mohamed, Daan Wierstra. Stochastic Backpropagation
           and Approximate Inference in Deep Generative Models. ICML 2014.
           https://arxiv.org/abs/1401.4082
     """
@@ -518,61 +770,82 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
     num_samples = self._check_num(num_samples, "num_samples")
     steps = self._check_num(steps, "steps")
     labels = self._check_condition(labels, condition, batch)
-    lead = (num_samples, batch, steps)
+    shapes = {name: (num_samples, batch) + shape[1:]
+              for name, shape in self._completion_noise_shapes(None, steps).items()}
+    streams = {"z": 2, "noise": 3, "component": 4, "categories": 5}
     if noise is None:
-      noise = {"z": self._normal_noise(lead + (self.latent_dim,), seed, stream=2),
-               "noise": self._uniform_noise(lead + self.image_shape, seed, stream=3)}
-    if not isinstance(noise, dict) or sorted(noise) != ["noise", "z"]:
+      noise = {name: (self._normal_noise if name == "z" else self._uniform_noise)(
+          shape, seed, stream=streams[name]) for name, shape in shapes.items()}
+    if not isinstance(noise, dict) or sorted(noise) != sorted(shapes):
       raise ValueError(
-          "noise of a VAE's completion must be a dict {'z': standard normal [S, B, steps, "
-          "latent_dim], 'noise': uniform [S, B, steps, H, W, C]}, got "
+          f"noise of this VAE's completion must be a dict of {sorted(shapes)} (see "
+          "`complete`'s docstring; 'z' standard normal, the others uniform in [0, 1)), got "
           f"{sorted(noise) if isinstance(noise, dict) else type(noise).__name__}.")
-    z = tf.convert_to_tensor(noise["z"], tf.float32)
-    if tuple(z.shape) != lead + (self.latent_dim,):
-      raise ValueError(f"noise['z'] must have shape {lead + (self.latent_dim,)}, got "
-                       f"{tuple(z.shape)}.")
-    if not bool(tf.reduce_all(tf.math.is_finite(z))):
-      raise ValueError("noise['z'] holds NaN or inf values.")
-    uniform = self._check_uniform(noise["noise"], lead + self.image_shape, "noise['noise']")
+    checked = {}
+    for name, shape in shapes.items():
+      if name != "z":
+        checked[name] = self._check_uniform(noise[name], shape, f"noise[{name!r}]")
+        continue
+      z = tf.convert_to_tensor(noise["z"], tf.float32)
+      if tuple(z.shape) != shape:
+        raise ValueError(f"noise['z'] must have shape {shape}, got {tuple(z.shape)}.")
+      if not bool(tf.reduce_all(tf.math.is_finite(z))):
+        raise ValueError("noise['z'] holds NaN or inf values.")
+      checked["z"] = z
     num = num_samples * batch
     tile = lambda x: None if x is None else tf.tile(x, [num_samples] + [1] * (x.shape.rank - 1))
+    names = sorted(shapes)
     fill = self._compiled("complete", lambda: tf.function(
-        lambda x, k, z, u, c: self.complete_from_noise(x, k, {"z": z, "noise": u}, c),
+        lambda x, k, c, *values: self.complete_from_noise(x, k, dict(zip(names, values)), c),
         reduce_retracing=True))
-    completed = fill(tile(images), tile(keep),
-                     tf.reshape(z, (num, steps, self.latent_dim)),
-                     tf.reshape(uniform, (num, steps) + self.image_shape), tile(labels))
+    completed = fill(tile(images), tile(keep), tile(labels),
+                     *[tf.reshape(checked[name], (num,) + shapes[name][2:]) for name in names])
     return tf.reshape(completed, (num_samples, batch) + self.image_shape)
 
   def complete_from_noise(self, images, keep, noise, condition, builtin_only=False):
-    """`complete` as a graph of TFLite builtin operators: T = `noise["z"].shape[1]`
-    steps of the chain, images and keep `[N, H, W, C]`, z `[N, T, D]`, uniform
-    `[N, T, H, W, C]`."""
+    """`complete` as a graph of TFLite builtin operators: T = `noise["noise"].shape[1]`
+    steps of the chain, images and keep `[N, H, W, C]`, uniform `noise` `[N, T, H, W,
+    C]`, and per step the latent draw's noise (`z` `[N, T, D]` or `categories`
+    `[N, T, N_latents]`, with `component` `[N]` for the first step of a mixture prior).
+    """
     del builtin_only  # Always builtin.
-    z_noise, uniform = noise["z"], noise["noise"]  # [N, T, D], [N, T, H, W, C]
+    uniform = noise["noise"]  # [N, T, H, W, C]
+    per_step = [name for name in ("z", "categories") if name in noise]
+    step_noise = lambda step: {name: tf.gather(noise[name], step, axis=1) for name in per_step}
     observed = tf.where(keep, images, tf.zeros_like(images))  # [N, H, W, C]
 
-    def decode(z, step, x):  # x with its missing subpixels drawn from p(x | z).
+    def decode(z, step):  # The observed subpixels, the missing ones drawn from p(x | z).
       drawn = self.head.image_quantile(self._decoder_params(z, condition),
                                        tf.gather(uniform, step, axis=1))  # [N, H, W, C]
       return tf.where(keep, observed, drawn)
 
     def body(step, x):
-      q = distributions.gaussian_posterior(
-          self._encoder_outputs(self._inputs(x, condition)))  # batch [N]
-      z = q.mean() + q.stddev() * tf.gather(z_noise, step, axis=1)  # [N, D]
-      return step + 1, decode(z, step, x)
+      params = self._encoder_outputs(self._inputs(x, condition))  # [N, E]
+      return step + 1, decode(self._posterior_codes(params, step_noise(step)), step)
 
-    start = decode(z_noise[:, 0], 0, observed)  # From the prior: nothing to encode yet.
-    _, x = tf.while_loop(lambda step, _: step < tf.shape(z_noise)[1], body,
+    first = dict(step_noise(0), **({"component": noise["component"]}
+                                   if "component" in noise else {}))
+    start = decode(self._prior_codes(first), 0)  # From the prior: nothing to encode yet.
+    _, x = tf.while_loop(lambda step, _: step < tf.shape(uniform)[1], body,
                          (tf.constant(1), start))
     return x
 
+  def _completion_noise_shapes(self, batch, steps):
+    shapes = {name: (shape[0], steps) + shape[1:]
+              for name, shape in self._latent_noise_specs((batch,)).items()
+              if name != "component"}
+    if "component" in self._latent_noise_specs((batch,)):
+      shapes["component"] = (batch,)
+    shapes["noise"] = (batch, steps) + self.image_shape
+    return shapes
+
   def completion_noise_specs(self, batch):
-    """z `[B, T, D]` and uniform noise `[B, T, H, W, C]` for T = `COMPLETION_STEPS`."""
-    steps = self.COMPLETION_STEPS
-    return {"z": tf.TensorSpec((batch, steps, self.latent_dim), tf.float32),
-            "noise": tf.TensorSpec((batch, steps) + self.image_shape, tf.float32)}
+    """Per step of T = `COMPLETION_STEPS`: the latent draw's noise (`z` `[B, T, D]`
+    standard normal, or `categories` `[B, T, N]` uniform), uniform `noise`
+    `[B, T, H, W, C]`; and a uniform `component` `[B]` for a mixture prior."""
+    return {name: tf.TensorSpec(shape, tf.float32)
+            for name, shape in self._completion_noise_shapes(
+                batch, self.COMPLETION_STEPS).items()}
 
   # ---- sampling ---------------------------------------------------------------------
 
@@ -598,14 +871,18 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
     labels = self._check_labels(labels, num)
     shape = (num,) + self.image_shape
     if z is None:
-      z = self._normal_noise([num, self.latent_dim], seed, stream=0)
+      streams = {"z": 0, "component": 4, "categories": 5}
+      z = self._prior_codes({
+          name: (self._normal_noise if name == "z" else self._uniform_noise)(
+              list(spec), seed, stream=streams[name])
+          for name, spec in self._latent_noise_specs((num,)).items()})
     z, _ = self._check_codes(z, labels)
     if mean:
       return tf.cast(tf.round(self.decode_mean(z, labels)), tf.int32)
     if noise is None:
       noise = self._uniform_noise(shape, seed, stream=1)
     noise = self._check_uniform(noise, shape)
-    return self.sample_from_noise({"z": z, "noise": noise}, labels)
+    return self.head.image_quantile(self._decoder_params(z, labels), noise)
 
 
 @keras.saving.register_keras_serializable(package="tfgen")
