@@ -78,14 +78,15 @@ def _quadrature_log_p(model, points=301):
 
 @pytest.mark.parametrize("name", sorted(CONTINUOUS))
 def test_iwae_agrees_with_quadrature_and_bounds_the_elbo(name):
-  # Measured with these proposals, k = 50,000: errors 0.005-0.011 mean, 0.011-0.03 max.
+  # Measured with these proposals, k = 50,000, over initial weights of 4 seeds: errors
+  # 0.006-0.012 mean, 0.017-0.043 max.
   model = _two_d_vae(CONTINUOUS[name])
   exact, prior_mass = _quadrature_log_p(model)
   assert prior_mass == pytest.approx(1.0, abs=1e-3)  # p(z) is normalized.
   assert np.exp(exact).sum() == pytest.approx(1.0, abs=1e-3)  # So is p(x).
   estimate = model.log_prob(IMAGES, num_importance_samples=50000, seed=3).numpy()
   error = np.abs(estimate - exact)
-  assert error.mean() < 0.02 and error.max() < 0.05, (error.mean(), error.max())
+  assert error.mean() < 0.02 and error.max() < 0.06, (error.mean(), error.max())
   # The ELBO (its expectation: many one-sample estimates) never exceeds log p(x).
   elbo = np.mean([model.elbo(IMAGES, seed=s).numpy() for s in range(200)], axis=0)
   assert np.all(elbo <= exact + 0.02), elbo - exact
@@ -168,7 +169,8 @@ CATEGORICAL = dict(latent="categorical", num_latents=2, num_categories=3)
 
 def _categorical_vae(seed=0):
   """A random categorical VAE whose q(z | x) is far from one-hot (logits scaled down),
-  so every code has weight and k = 5000 importance samples pin log p(x) down."""
+  so every code has weight and k = 50,000 importance samples pin log p(x) down (k =
+  5000 left errors up to 0.013 mean, 0.05 max, depending on the initial weights)."""
   model = likelihood_checks.randomize(
       models.build("vae", (2, 2, 1), 2, hidden_dims="8", **CATEGORICAL), seed=seed)
   last = model.encoder.layers[-1]
@@ -194,7 +196,7 @@ def test_categorical_vae_iwae_equals_the_exact_sum():
   assert model.latent_dim == 6
   exact = _exact_categorical_log_p(model)
   assert np.exp(exact).sum() == pytest.approx(1.0, abs=1e-5)  # Normalized decoders.
-  estimate = model.log_prob(IMAGES, num_importance_samples=5000, seed=1).numpy()
+  estimate = model.log_prob(IMAGES, num_importance_samples=50000, seed=1).numpy()
   error = np.abs(estimate - exact)
   assert error.mean() < 0.01 and error.max() < 0.03, (error.mean(), error.max())
   elbo = np.mean([model.elbo(IMAGES, seed=s).numpy() for s in range(200)], axis=0)
@@ -206,7 +208,7 @@ def test_categorical_check_catches_a_prior_that_is_not_uniform(monkeypatch):
       distributions.tfd.Independent(distributions.tfd.OneHotCategorical(
           logits=tf.constant([[2.0] + [0.0] * (g - 1)] * n)), 1)))
   model = _categorical_vae()
-  estimate = model.log_prob(IMAGES, num_importance_samples=5000, seed=1).numpy()
+  estimate = model.log_prob(IMAGES, num_importance_samples=50000, seed=1).numpy()
   assert np.abs(estimate - _exact_categorical_log_p(model)).mean() > 0.05
 
 
