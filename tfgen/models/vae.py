@@ -265,7 +265,8 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
       num_categories) with a uniform prior, trained through the Gumbel-softmax relaxation
       at `temperature` (Jang et al. 2017; Maddison et al. 2017) and evaluated with the
       discrete model's exact terms: the analytic KL to the uniform prior, and discrete
-      draws of q in `log_prob`.
+      draws of q in `log_prob` and whenever `call` is not training (so `evaluate`'s
+      ELBO is the discrete model's).
 
   Hyper-parameters (see also `EncoderDecoder`):
     likelihood: "auto" (Bernoulli for K = 2, else "gaussian"), "bernoulli",
@@ -486,8 +487,11 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
     if self.is_categorical:
       hp = self.hparams
       logits = tf.reshape(params, [-1, hp["num_latents"], hp["num_categories"]])
-      out["z"] = self._flat(distributions.relaxed_categorical_sample(
-          logits, hp["temperature"]))  # [B, D]
+      if training:  # The relaxation, for gradients.
+        z = distributions.relaxed_categorical_sample(logits, hp["temperature"])
+      else:  # Evaluation scores the discrete model: one-hot draws of q.
+        z = tf.cast(distributions.categorical_posterior(logits).sample(), tf.float32)
+      out["z"] = self._flat(z)  # [B, D]
     else:
       # Reparameterized: gradients flow through the posterior's parameters. A stateful
       # op, so every replica and every step draws fresh noise without a seed to thread.
