@@ -303,7 +303,7 @@ def test_latent_tools_rank_dimensions_by_variance_without_a_per_dimension_kl():
   score, mean, std = latents.code_statistics(model, dataset)
   np.testing.assert_allclose(score, std ** 2, rtol=1e-4)
   with pytest.raises(ValueError, match="splits over code dimensions"):
-    model.dimension_kl(images)
+    model.dimension_kl(model.encode(images))
   pictures, _, _ = latents.default_traversal(model, dataset, max_rows=2, steps=3)
   assert pictures.shape == (2, 3, 4, 4, 1)
 

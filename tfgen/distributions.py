@@ -781,9 +781,14 @@ def reparameterize(q, eps):
   Returns:
     `(z [..., B, D], log_q [..., B])`.
   """
-  q, flow = _flow_parts(q)
-  z0 = q.mean() + q.stddev() * eps  # [..., B, D]
-  log_q = q.log_prob(z0)  # [..., B]
+  base, flow = _flow_parts(q)
+  return _through_flow(base, flow, base.mean() + base.stddev() * eps)  # z0 [..., B, D]
+
+
+def _through_flow(base, flow, z0):
+  """`(f(z0), log base(z0) - log|det f'(z0)|)`: a base draw pushed through the flow
+  (none: the identity) with its exact density."""
+  log_q = base.log_prob(z0)  # [..., B]
   if flow is None:
     return z0, log_q
   return flow.forward(z0), log_q - flow.forward_log_det_jacobian(z0, event_ndims=1)
@@ -804,12 +809,7 @@ def sample_with_log_prob(q, num, seed):
     `(z [S, B, ...event], log_q [S, B])`.
   """
   base, flow = _flow_parts(q)
-  if flow is not None:
-    z0 = base.sample(num, seed=seed)  # [S, B, D]
-    log_q = base.log_prob(z0) - flow.forward_log_det_jacobian(z0, event_ndims=1)
-    return flow.forward(z0), log_q
-  z = q.sample(num, seed=seed)
-  return z, q.log_prob(z)
+  return _through_flow(base, flow, base.sample(num, seed=seed))
 
 
 def standard_normal_prior(latent_dim):

@@ -51,9 +51,12 @@ def code_statistics(model, dataset, max_images=2000):
   for element in dataset:
     images, labels = base.unpack_inputs(element)
     labels = labels if model.num_classes else None  # Data may have labels the model ignores.
-    if _kl_scores(model):
-      kls.append(model.dimension_kl(images, labels).numpy())  # [B, D]
-    codes.append(model.features(images, labels).numpy())  # [B, D]
+    if _kl_scores(model):  # One encoder pass: the codes are the posterior means.
+      q = model.encode(images, labels)
+      kls.append(model.dimension_kl(q).numpy())  # [B, D]
+      codes.append(q.mean().numpy())  # [B, D]
+    else:
+      codes.append(model.features(images, labels).numpy())  # [B, D]
     seen += len(codes[-1])
     if seen >= max_images:
       break

@@ -177,9 +177,9 @@ class VariationalModel(LatentModel, LikelihoodModel, Sampler):
     return True
 
   @abc.abstractmethod
-  def dimension_kl(self, images, labels=None):
-    """KL(q(z_d | x) || N(0, 1)) per image and dimension, nats `[B, D]`; only where
-    both properties above hold (ValueError otherwise)."""
+  def dimension_kl(self, posterior):
+    """KL(q(z_d | x) || N(0, 1)) per image and dimension, nats `[B, D]`, of a posterior
+    `encode` returned; only where both properties above hold (ValueError otherwise)."""
 
 
 def implements(model, capability):

@@ -408,12 +408,15 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
 
   # ---- the latent distributions ------------------------------------------------------
 
+  def _category_logits(self, params):
+    """Encoder outputs `[B, N * G]` as the logits `[B, N, G]` of categorical latents."""
+    hp = self.hparams
+    return tf.reshape(params, [-1, hp["num_latents"], hp["num_categories"]])
+
   def posterior_distribution(self, params):
     """q(z | x) of encoder outputs `[B, E]`: event `[D]`, or `[N, G]` one-hot codes."""
     if self.is_categorical:
-      hp = self.hparams
-      return distributions.categorical_posterior(
-          tf.reshape(params, [-1, hp["num_latents"], hp["num_categories"]]))
+      return distributions.categorical_posterior(self._category_logits(params))
     if self.flows:
       return distributions.flow_posterior(params, self.flows)
     return distributions.gaussian_posterior(params)
@@ -442,13 +445,11 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
       return z
     return tf.reshape(z, tf.concat([tf.shape(z)[:-2], [self.latent_dim]], 0))
 
-  def _unflat(self, z):
-    """`[..., D]` codes -> the prior's event shape (`[..., N, G]` for categorical)."""
-    if not self.is_categorical:
-      return z
-    hp = self.hparams
-    return tf.reshape(z, tf.concat([tf.shape(z)[:-1], [hp["num_latents"],
-                                                      hp["num_categories"]]], 0))
+  def _seeded_noise(self, shapes, seed, streams):
+    """Noise of each `{name: shape}` from `seed` (stream `streams[name]`): standard
+    normal for `z`, uniform in [0, 1) for the others."""
+    return {name: (self._normal_noise if name == "z" else self._uniform_noise)(
+        shape, seed, stream=streams[name]) for name, shape in shapes.items()}
 
   def _latent_noise_specs(self, lead):
     """The noise of one draw of z: standard normal `z` `[..., D]` (and a uniform mixture
@@ -460,15 +461,15 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
       specs["component"] = lead
     return specs
 
-  def _prior_codes(self, noise, prior=None):
+  def _prior_codes(self, noise):
     """Codes `[B, D]` drawn from p(z) by the noise of `_latent_noise_specs`."""
     if self.is_categorical:
       uniform = noise["categories"]  # [B, N]
       probs = tf.fill(tf.concat([tf.shape(uniform), [self.hparams["num_categories"]]], 0),
                       1.0 / self.hparams["num_categories"])  # [B, N, G]
       return self._flat(distributions.categorical_codes(probs, uniform))
-    prior = self.prior_distribution() if prior is None else prior
-    return distributions.prior_codes(prior, noise["z"], noise.get("component"))
+    return distributions.prior_codes(self.prior_distribution(), noise["z"],
+                                     noise.get("component"))
 
   def _posterior_codes(self, params, noise):
     """Codes `[B, D]` drawn from q(z | x) by `z` (standard normal) or `categories`
@@ -485,12 +486,11 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
     params = self._encoder_outputs(inputs, training)  # [B, E]
     out = {"posterior": params}
     if self.is_categorical:
-      hp = self.hparams
-      logits = tf.reshape(params, [-1, hp["num_latents"], hp["num_categories"]])
       if training:  # The relaxation, for gradients.
-        z = distributions.relaxed_categorical_sample(logits, hp["temperature"])
+        z = distributions.relaxed_categorical_sample(self._category_logits(params),
+                                                     self.hparams["temperature"])
       else:  # Evaluation scores the discrete model: one-hot draws of q.
-        z = tf.cast(distributions.categorical_posterior(logits).sample(), tf.float32)
+        z = tf.cast(self.posterior_distribution(params).sample(), tf.float32)
       out["z"] = self._flat(z)  # [B, D]
     else:
       # Reparameterized: gradients flow through the posterior's parameters. A stateful
@@ -562,16 +562,16 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
       return q.bijector.forward(q.distribution.mean())
     return q.mean()
 
-  def dimension_kl(self, images, labels=None):
-    """KL(q(z_d | x) || N(0, 1)) of each image and dimension, nats `[B, D]`, for the
-    diagonal Gaussian posterior with the standard normal prior (where the KL splits
-    over dimensions and scores how much each is used)."""
+  def dimension_kl(self, posterior):
+    """KL(q(z_d | x) || N(0, 1)) of each image and dimension, nats `[B, D]`, of a
+    posterior `encode` returned, for the diagonal Gaussian posterior with the standard
+    normal prior (where the KL splits over dimensions and scores how much each is
+    used)."""
     if not (self.prior_is_standard_normal and self.posterior_is_diagonal_gaussian):
       raise ValueError("The KL splits over code dimensions only for the Gaussian posterior "
                        "with the standard normal prior; rank dimensions by the variance "
                        "of `features` instead.")
-    q = self.encode(images, labels)
-    mu, sigma = q.mean(), q.stddev()  # [B, D]
+    mu, sigma = posterior.mean(), posterior.stddev()  # [B, D]
     return 0.5 * (mu ** 2 + sigma ** 2 - 1.0) - tf.math.log(sigma)
 
   def decode(self, z, labels=None):
@@ -776,10 +776,9 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
     labels = self._check_condition(labels, condition, batch)
     shapes = {name: (num_samples, batch) + shape[1:]
               for name, shape in self._completion_noise_shapes(None, steps).items()}
-    streams = {"z": 2, "noise": 3, "component": 4, "categories": 5}
     if noise is None:
-      noise = {name: (self._normal_noise if name == "z" else self._uniform_noise)(
-          shape, seed, stream=streams[name]) for name, shape in shapes.items()}
+      noise = self._seeded_noise(shapes, seed, {"z": 2, "noise": 3, "component": 4,
+                                                "categories": 5})
     if not isinstance(noise, dict) or sorted(noise) != sorted(shapes):
       raise ValueError(
           f"noise of this VAE's completion must be a dict of {sorted(shapes)} (see "
@@ -827,19 +826,19 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
       params = self._encoder_outputs(self._inputs(x, condition))  # [N, E]
       return step + 1, decode(self._posterior_codes(params, step_noise(step)), step)
 
-    first = dict(step_noise(0), **({"component": noise["component"]}
-                                   if "component" in noise else {}))
+    first = step_noise(0)
+    if "component" in noise:  # A mixture prior's component, for the first draw only.
+      first["component"] = noise["component"]
     start = decode(self._prior_codes(first), 0)  # From the prior: nothing to encode yet.
     _, x = tf.while_loop(lambda step, _: step < tf.shape(uniform)[1], body,
                          (tf.constant(1), start))
     return x
 
   def _completion_noise_shapes(self, batch, steps):
-    shapes = {name: (shape[0], steps) + shape[1:]
-              for name, shape in self._latent_noise_specs((batch,)).items()
-              if name != "component"}
-    if "component" in self._latent_noise_specs((batch,)):
-      shapes["component"] = (batch,)
+    """A latent draw's noise per step (the mixture `component` once), pixel noise per
+    step."""
+    shapes = {name: shape if name == "component" else (batch, steps) + shape[1:]
+              for name, shape in self._latent_noise_specs((batch,)).items()}
     shapes["noise"] = (batch, steps) + self.image_shape
     return shapes
 
@@ -875,11 +874,8 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
     labels = self._check_labels(labels, num)
     shape = (num,) + self.image_shape
     if z is None:
-      streams = {"z": 0, "component": 4, "categories": 5}
-      z = self._prior_codes({
-          name: (self._normal_noise if name == "z" else self._uniform_noise)(
-              list(spec), seed, stream=streams[name])
-          for name, spec in self._latent_noise_specs((num,)).items()})
+      z = self._prior_codes(self._seeded_noise(self._latent_noise_specs((num,)), seed,
+                                               {"z": 0, "component": 4, "categories": 5}))
     z, _ = self._check_codes(z, labels)
     if mean:
       return tf.cast(tf.round(self.decode_mean(z, labels)), tf.int32)
