@@ -134,6 +134,32 @@ def test_quadrature_check_catches_an_unnormalized_prior(monkeypatch):
   assert abs(prior_mass - 1.0) > 0.3
 
 
+@pytest.mark.parametrize("name", ["iaf_mixture", "vamp", "categorical"])
+def test_sampler_draws_images_at_the_rate_of_exact_log_p(name):
+  # The whole sampler (the prior's codes, then p(x | z)) against exact p(x): quadrature
+  # over z, or the sum over every categorical code.
+  if name == "categorical":
+    model = _categorical_vae()
+    p = np.exp(_exact_categorical_log_p(model))
+  else:
+    model = _two_d_vae(CONTINUOUS[name])
+    p = np.exp(_quadrature_log_p(model)[0])
+  samples = model.sample(20000, seed=5).numpy()
+  counts = likelihood_checks.image_counts(samples, 2)
+  assert likelihood_checks.chi_square_p_value(counts, p) > likelihood_checks.ALPHA
+
+
+def test_sampler_check_catches_mixture_components_drawn_at_equal_rates(monkeypatch):
+  # The broken sampler picks every mixture component equally often, whatever its weight.
+  model = _two_d_vae(CONTINUOUS["mixture"])
+  model.prior_logits.assign([3.0, 0.0, -3.0])
+  p = np.exp(_quadrature_log_p(model)[0])
+  monkeypatch.setattr(distributions, "inverse_cdf", lambda probs, u: tf.cast(
+      tf.floor(u * probs.shape[-1]), tf.int32))
+  counts = likelihood_checks.image_counts(model.sample(20000, seed=5).numpy(), 2)
+  assert likelihood_checks.chi_square_p_value(counts, p) < likelihood_checks.ALPHA
+
+
 def test_made_is_autoregressive_and_its_flow_inverts():
   net = layers.AutoregressiveNetwork(4, 12)
   net.build((None, 4), (None, 3))
