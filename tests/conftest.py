@@ -1,4 +1,4 @@
-"""Test-session setup: two logical CPU devices, quiet logs, fixed seeds.
+"""Test-session setup: two logical CPU devices, quiet logs, fixed seeds, prompt cleanup.
 
 The CPU is split into two logical devices before TensorFlow initializes any, so that
 MirroredStrategy tests can run two replicas on a machine without GPUs.
@@ -13,6 +13,8 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
   # the environment): with -n 2 on two cores, a second thread per process only spins
   # against the other process's pool.
   os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "1")
+
+import gc  # noqa: E402
 
 import keras  # noqa: E402
 import pytest  # noqa: E402
@@ -30,3 +32,27 @@ SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data")
 def _seed():
   keras.utils.set_random_seed(1234)
   yield
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage():
+  """Frees each test's reference cycles as it ends, not in a later test.
+
+  A tf.data iterator left in a cycle (an exception's traceback holds the frames of the
+  `fit` that raised it; a training's leftovers) is deleted by whichever later collection
+  finds it, and its destructor can then wait for the pipeline's background threads:
+  py-spy showed `IteratorResource::~IteratorResource` holding unrelated later tests for
+  7-140 s. Collected as each test ends, the wait lands on the test that made it and is
+  mostly short (18 s at most in one suite run); the suite went from 571 tests in 852 s
+  to 601 in 753 s (2026-12-06, same machine).
+  """
+  yield
+  gc.collect()
+
+
+def pytest_sessionstart(session):
+  # What the libraries made at import lives for the whole session: frozen, the
+  # collection after each test does not scan it.
+  del session
+  gc.collect()
+  gc.freeze()
