@@ -7,6 +7,11 @@ variants (each check here is shown to fail on one there or in `likelihood_checks
 users), its architecture's properties, its training paths.
 
 - save and load: the same class, configuration, likelihoods, samples, reconstructions;
+- causality (autoregressive families): the parameters of each subpixel (each pixel, for a
+  head whose parameters serve a pixel's channels) have zero gradient with respect to it
+  and every later input, and do depend on the one just before;
+- cached sampler (autoregressive families): the same images as the naive sampler, also
+  in row chunks (the progress bar), with and without classes;
 - normalization: exp(log p(x)) over every image of a tiny shape sums to 1, per class;
 - sampler: a chi-square test of samples against exp(log p(x)), naive and cached;
 - bad inputs: float images, a wrong shape, a level >= K, labels for an unconditional
@@ -21,6 +26,7 @@ import pytest
 import likelihood_checks as checks
 from tfgen import models
 from tfgen.models import api
+from tfgen.models import base
 
 # Hyper-parameters small enough for 2x2 .. 3x3 images, per registered family.
 TINY = {
@@ -36,22 +42,73 @@ TINY = {
     "autoencoder": dict(latent_dim=2, hidden_dims="8"),
     "conv_autoencoder": dict(latent_dim=2, hidden_dims="8", conv_filters="4"),
 }
+# Wider than TINY for the causality checks, so that no real dependence vanishes because
+# every ReLU on its path is inactive; PixelCNN++ with the crops of three scales.
+WIDE = {
+    "pixelcnn": dict(hidden_dim=12, output_dim=24),
+    "gated_pixelcnn": dict(hidden_dim=12, skip_dim=12, output_dim=12),
+    "pixelcnn_pp": dict(num_scales=3),
+    "row_lstm": dict(hidden_dim=12, output_dim=24),
+    "diagonal_bilstm": dict(hidden_dim=12, output_dim=24),
+}
 # Normalization tolerance: PixelCNN++'s logistic CDF differences lose a little more.
 TOLERANCE = {"pixelcnn_pp": 1e-4}
 
 ALL = models.available()
+AUTOREGRESSIVE = [n for n in ALL if issubclass(models.model_class(n), base.AutoregressiveModel)]
 EXACT = [n for n in ALL if api.implements(models.model_class(n), api.LikelihoodModel)
          and models.model_class(n).LOG_PROB_IS_EXACT]
 
 
-def _build(name, shape, levels, classes=None, seed=0):
-  return checks.randomize(models.build(name, shape, levels, num_classes=classes, **TINY[name]),
-                          seed=seed)
+def _build(name, shape, levels, classes=None, seed=0, **hparams):
+  model = models.build(name, shape, levels, num_classes=classes, **dict(TINY[name], **hparams))
+  return checks.randomize(model, seed=seed)
+
+
+def _random_images(model, seed=0):
+  return np.random.default_rng(seed).integers(0, model.num_levels, model.image_shape)
 
 
 def test_every_registered_family_has_a_tiny_configuration():
   assert sorted(TINY) == ALL, "add the new family's tiny hyper-parameters to TINY"
+  assert sorted(WIDE) == AUTOREGRESSIVE, "add the new family's causality width to WIDE"
   assert EXACT, "no exact-likelihood family found: the capability query is broken"
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+@pytest.mark.parametrize("shape,levels,classes", [
+    ((5, 5, 1), 4, None), ((4, 4, 3), 4, None), ((4, 3, 3), 3, 5)])
+def test_causality(name, shape, levels, classes):
+  model = _build(name, shape, levels, classes, **WIDE[name])
+  label = None if classes is None else 2
+  per_pixel = model.head.params_per_pixel
+  leaks = checks.pixel_causality_leaks if per_pixel else checks.causality_leaks
+  assert leaks(model, _random_images(model), labels=label) == []
+  # Not vacuous (summed over a few inputs, since a ReLU can be inactive at one by chance):
+  g = sum(checks.input_gradients(model, _random_images(model, seed), label, per_pixel)
+          for seed in range(3))  # [T, T], or [H * W, T] per pixel
+  c = shape[-1]
+  if per_pixel:  # Each pixel depends on every channel of the pixel before it.
+    pairs = [(p, (p - 1) * c + ch) for p in range(1, g.shape[0]) for ch in range(c)]
+  else:  # Each subpixel on the one before it in its row (a Row LSTM's triangle ends there).
+    pairs = [(t, t - 1) for t in range(1, g.shape[0]) if t % (shape[1] * c)]
+  assert all(g[pair] > 0 for pair in pairs)
+
+
+@pytest.mark.parametrize("name", AUTOREGRESSIVE)
+@pytest.mark.parametrize("shape,levels,classes", [
+    ((5, 4, 1), 4, None), ((4, 3, 3), 4, 3), ((3, 4, 3), 5, None)])
+def test_cached_sampler_equals_naive(name, shape, levels, classes):
+  model = _build(name, shape, levels, classes)
+  assert model.supports_fast_sampling
+  labels = None if classes is None else np.arange(6) % classes
+  naive = model.sample(6, seed=0, labels=labels, fast=False).numpy()
+  assert len(np.unique(naive)) > 1  # Not a constant image: a wrong sampler would show.
+  np.testing.assert_array_equal(model.sample(6, seed=0, labels=labels, fast=True).numpy(),
+                                naive)
+  # Row chunks (the progress bar) rebuild the caches from the rows already drawn.
+  np.testing.assert_array_equal(
+      model.sample(6, seed=0, labels=labels, progress=True).numpy(), naive)
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -23,8 +23,6 @@ from tfgen.models import pixelrnn
 
 NAMES = ("row_lstm", "diagonal_bilstm")
 TINY = dict(hidden_dim=6, num_layers=2, input_kernel_size=3, output_dim=12)
-# Wide enough that no dependence vanishes because every ReLU on its path is inactive.
-WIDE = dict(TINY, hidden_dim=12, output_dim=24)
 
 
 def _build(name, shape, levels, classes=None, seed=0, scale=1.0, **hparams):
@@ -49,24 +47,6 @@ def _unshifted(self, left, right):
 
 
 # ---- causality ------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("name", NAMES)
-@pytest.mark.parametrize("shape", [(4, 4, 1), (3, 3, 3)])
-def test_causality(name, shape):
-  model = _build(name, shape, 4, **WIDE)
-  assert checks.causality_leaks(model, _random_images(model)) == []
-  # Not vacuous: every subpixel depends on the one just before it in its row (the Row
-  # LSTM's triangle does not reach the end of the row above).
-  g = _gradients(model)
-  row = shape[1] * shape[2]
-  assert all(g[t, t - 1] > 0 for t in range(1, g.shape[0]) if t % row)
-
-
-@pytest.mark.parametrize("name", NAMES)
-def test_causality_conditional(name):
-  model = _build(name, (3, 3, 3), 3, classes=4)
-  assert checks.causality_leaks(model, _random_images(model), labels=2) == []
 
 
 @pytest.mark.parametrize("shape", [(4, 4, 1), (3, 3, 3)])
@@ -267,9 +247,9 @@ def _sensitive_diagonal_bilstm(shape, levels, classes=None, **hparams):
   return model
 
 
+# The contract suite runs the tiny Row LSTM; here wider kernels, and the Diagonal BiLSTM
+# with state kernels scaled up (_sensitive_diagonal_bilstm) so a wrong carry shows.
 @pytest.mark.parametrize("name,shape,levels,classes,hparams", [
-    ("row_lstm", (5, 4, 1), 4, None, {}),
-    ("row_lstm", (4, 3, 3), 4, 3, {}),
     ("row_lstm", (3, 4, 3), 5, None, dict(num_layers=1, kernel_size=5, input_kernel_size=5)),
     ("diagonal_bilstm", (5, 4, 1), 4, None, {}),
     ("diagonal_bilstm", (4, 3, 3), 4, 3, {}),

@@ -54,6 +54,8 @@ class CategoricalPixelHead:
   """
 
   name = "categorical"
+  # Channel-major (above): causality holds per subpixel, as the causality checks ask.
+  params_per_pixel = False
 
   def __init__(self, num_levels, num_channels):
     if num_levels < 2:
@@ -565,6 +567,8 @@ class DiscretizedLogisticMixturePixelHead:
   """
 
   name = "logistic_mixture"
+  # The parameters of a pixel serve all its channels (above): causality holds per pixel.
+  params_per_pixel = True
   MIN_LOG_SCALE = -7.0
 
   def __init__(self, num_levels, num_channels, num_mixtures=10):
