@@ -7,6 +7,7 @@
 - `total_probability`: exp(log p(x)) summed over every image of a tiny shape is 1.
 - `sampler_p_value`: a chi-square test that the sampler draws images at the rate
   exp(log p(x)).
+- `cached_sampler_images`: the cached sampler draws exactly the naive sampler's images.
 
 Glossary of tensor shapes: B batch, H/W height/width, C colours, P params per pixel,
 T = H*W*C subpixels.
@@ -32,6 +33,26 @@ def randomize(model, seed=0, scale=1.0):
 
   model.set_weights([w + rng.normal(0, std(w), w.shape) for w in model.get_weights()])
   return model
+
+
+def random_images(model, seed=0):
+  """One image of the model's shape, levels uniform at random: int32 `[H, W, C]`."""
+  rng = np.random.default_rng(seed)
+  return rng.integers(0, model.num_levels, model.image_shape).astype(np.int32)
+
+
+def cached_sampler_images(model, num, labels=None, seeds=(0,)):
+  """Asserts the cached sampler draws exactly the naive sampler's images for each seed,
+  and so do row chunks (the progress bar, which rebuild the caches from the rows
+  already drawn) for the first; returns the naive images of the first seed."""
+  assert model.supports_fast_sampling
+  naive = [model.sample(num, seed=s, labels=labels, fast=False).numpy() for s in seeds]
+  for seed, images in zip(seeds, naive):
+    np.testing.assert_array_equal(model.sample(num, seed=seed, labels=labels,
+                                               fast=True).numpy(), images)
+  np.testing.assert_array_equal(
+      model.sample(num, seed=seeds[0], labels=labels, progress=True).numpy(), naive[0])
+  return naive[0]
 
 
 def _params_of_subpixel(model, params, t):

@@ -26,15 +26,8 @@ SMALL = dict(hidden_dim=6, num_blocks=2, output_dim=12, input_kernel_size=3, ker
 def test_fast_sampler_equals_naive(shape, levels, classes, hparams):
   model = checks.randomize(models.build("pixelcnn", shape, levels, num_classes=classes,
                                         **hparams))
-  labels = None if classes is None else np.arange(6) % classes
-  for seed in (0, 1):
-    naive = model.sample(6, seed=seed, labels=labels, fast=False).numpy()
-    fast = model.sample(6, seed=seed, labels=labels, fast=True).numpy()
-    np.testing.assert_array_equal(fast, naive)
-  # Row-by-row chunks (the progress bar) rebuild the caches from the image: same result.
-  np.testing.assert_array_equal(
-      model.sample(6, seed=0, labels=labels, progress=True).numpy(),
-      model.sample(6, seed=0, labels=labels, fast=False).numpy())
+  checks.cached_sampler_images(model, 6, None if classes is None else np.arange(6) % classes,
+                               seeds=(0, 1))
 
 
 def test_equality_check_catches_an_off_by_one_cache_window(monkeypatch):
@@ -93,16 +86,8 @@ def test_causal_conv_incremental_parts_equal_the_full_convolution(direction, siz
 def test_gated_fast_sampler_equals_naive(shape, levels, classes, hparams):
   model = checks.randomize(models.build("gated_pixelcnn", shape, levels, num_classes=classes,
                                         **hparams))
-  assert model.supports_fast_sampling
-  labels = None if classes is None else np.arange(6) % classes
-  for seed in (0, 1):
-    naive = model.sample(6, seed=seed, labels=labels, fast=False).numpy()
-    fast = model.sample(6, seed=seed, labels=labels, fast=True).numpy()
-    np.testing.assert_array_equal(fast, naive)
-  # Row-by-row chunks (the progress bar) rebuild the caches from the image: same result.
-  np.testing.assert_array_equal(
-      model.sample(6, seed=0, labels=labels, progress=True).numpy(),
-      model.sample(6, seed=0, labels=labels, fast=False).numpy())
+  checks.cached_sampler_images(model, 6, None if classes is None else np.arange(6) % classes,
+                               seeds=(0, 1))
 
 
 def _horizontal_without_current_column(self, row, j):  # Off by one: drops column j.

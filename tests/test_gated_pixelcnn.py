@@ -19,11 +19,6 @@ from tfgen.models import gated_pixelcnn
 TINY = dict(hidden_dim=6, num_layers=2, kernel_size=3, skip_dim=6, output_dim=6)
 
 
-def _random_images(model, seed=0):
-  rng = np.random.default_rng(seed)
-  return rng.integers(0, model.num_levels, model.image_shape).astype(np.int32)
-
-
 def _build(shape, levels, classes=None, seed=0, cls=gated_pixelcnn.GatedPixelCNN, **hparams):
   return checks.randomize(cls(shape, levels, classes, **dict(TINY, **hparams)), seed=seed)
 
@@ -55,7 +50,7 @@ def _halves_gate(features, num_colors):
 
 def test_causality_check_fails_without_the_shift_down():
   model = _build((4, 4, 1), 3, cls=_NoShift)
-  leaks = checks.causality_leaks(model, _random_images(model))
+  leaks = checks.causality_leaks(model, checks.random_images(model))
   # The vertical stack at row i has read the whole of row i, right of the pixel too.
   assert any(s > t and s // 4 == t // 4 for t, s in leaks), leaks
 
@@ -64,14 +59,14 @@ def test_causality_check_fails_without_the_shift_down():
 def test_causality_check_fails_on_mask_b_first(shape):
   model = _build(shape, 3)
   _set_first_mask(model, "B")  # A subpixel sees itself.
-  assert any(t == s for t, s in checks.causality_leaks(model, _random_images(model)))
+  assert any(t == s for t, s in checks.causality_leaks(model, checks.random_images(model)))
 
 
 def test_causality_check_fails_on_a_colour_mixing_gate(monkeypatch):
   model = _build((3, 3, 3), 3)
-  assert checks.causality_leaks(model, _random_images(model)) == []
+  assert checks.causality_leaks(model, checks.random_images(model)) == []
   monkeypatch.setattr(gated_pixelcnn, "gate", _halves_gate)
-  leaks = checks.causality_leaks(model, _random_images(model))
+  leaks = checks.causality_leaks(model, checks.random_images(model))
   assert any(s >= t and s // 3 == t // 3 for t, s in leaks), leaks  # Within a pixel.
 
 
@@ -82,7 +77,7 @@ def test_causality_check_fails_on_colour_blind_masks():
       mask = conv.mask.copy()
       mask[-1, -1] = layers.pixel_mask(mask.shape[2], conv.filters, "B", 1)
       conv.mask = mask
-  assert any(s > t for t, s in checks.causality_leaks(model, _random_images(model)))
+  assert any(s > t for t, s in checks.causality_leaks(model, checks.random_images(model)))
 
 
 # ---- the blind spot -------------------------------------------------------------------
@@ -101,7 +96,7 @@ def test_no_blind_spot_unlike_pixelcnn():
   plain = checks.randomize(models.build("pixelcnn", shape, 4, hidden_dim=12, num_blocks=4,
                                         output_dim=24, input_kernel_size=3, kernel_size=3))
   # Summed over a few inputs: PixelCNN's ReLUs can be inactive at one input by chance.
-  maps = {name: sum(checks.input_gradients(model, _random_images(model, seed))
+  maps = {name: sum(checks.input_gradients(model, checks.random_images(model, seed))
                     for seed in range(3)) for name, model in (("gated", gated),
                                                               ("pixelcnn", plain))}
   t = np.arange(25)

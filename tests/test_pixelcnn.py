@@ -12,11 +12,6 @@ from tfgen import models
 TINY = dict(hidden_dim=6, num_blocks=2, output_dim=12, input_kernel_size=3, kernel_size=3)
 
 
-def _random_images(model, seed=0):
-  rng = np.random.default_rng(seed)
-  return rng.integers(0, model.num_levels, model.image_shape).astype(np.int32)
-
-
 @pytest.mark.parametrize("shape,wrong", [
     ((5, 5, 1), "B"),  # mask B on the first layer: a pixel sees itself
     ((4, 4, 3), "B"),
@@ -25,7 +20,7 @@ def test_causality_check_fails_on_wrong_first_mask(shape, wrong):
   model = models.build("pixelcnn", shape, 4, **TINY)
   conv = model.input_conv
   conv.mask = layers.causal_mask(conv.kernel_size, shape[-1], conv.filters, wrong, shape[-1])
-  leaks = checks.causality_leaks(model, _random_images(model))
+  leaks = checks.causality_leaks(model, checks.random_images(model))
   assert any(t == s for t, s in leaks)
 
 
@@ -38,7 +33,7 @@ def test_causality_check_fails_on_colour_blind_mask():
     if layer.mask_type == "B":
       layer.mask = layers.causal_mask(layer.kernel_size, layer.mask.shape[2], layer.filters,
                                       layer.mask_type, num_colors=1)
-  leaks = checks.causality_leaks(model, _random_images(model))
+  leaks = checks.causality_leaks(model, checks.random_images(model))
   assert any(s > t for t, s in leaks)
 
 

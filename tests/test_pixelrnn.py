@@ -30,14 +30,9 @@ def _build(name, shape, levels, classes=None, seed=0, scale=1.0, **hparams):
   return checks.randomize(model, seed=seed, scale=scale)
 
 
-def _random_images(model, seed=0):
-  rng = np.random.default_rng(seed)
-  return rng.integers(0, model.num_levels, model.image_shape).astype(np.int32)
-
-
 def _gradients(model, num_images=2, labels=None):
   """`[T, T]` input gradients summed over a few images (a ReLU can be off by chance)."""
-  return sum(checks.input_gradients(model, _random_images(model, seed), labels)
+  return sum(checks.input_gradients(model, checks.random_images(model, seed), labels)
              for seed in range(num_images))
 
 
@@ -53,7 +48,7 @@ def _unshifted(self, left, right):
 def test_causality_check_fails_on_unshifted_right_to_left(monkeypatch, shape):
   model = _build("diagonal_bilstm", shape, 4)
   monkeypatch.setattr(pixelrnn.DiagonalBiLSTMLayer, "combine", _unshifted)
-  leaks = checks.causality_leaks(model, _random_images(model))
+  leaks = checks.causality_leaks(model, checks.random_images(model))
   # The right-to-left state at (i, j) has seen (i, j) and the rest of row i.
   assert any(s > t for t, s in leaks) and any(s == t for t, s in leaks)
 
@@ -89,7 +84,7 @@ def _colour_blind_input_to_state(model, shape):
 def test_causality_check_fails_on_wrong_row_lstm_masks(breakage, shape):
   model = _build("row_lstm", shape, 4)
   breakage(model, shape)
-  assert checks.causality_leaks(model, _random_images(model))
+  assert checks.causality_leaks(model, checks.random_images(model))
 
 
 # ---- receptive fields -----------------------------------------------------------------
@@ -259,14 +254,7 @@ def _sensitive_diagonal_bilstm(shape, levels, classes=None, **hparams):
 def test_fast_sampler_equals_naive(name, shape, levels, classes, hparams):
   model = (_sensitive_diagonal_bilstm(shape, levels, classes, **hparams)
            if name == "diagonal_bilstm" else _build(name, shape, levels, classes, **hparams))
-  assert model.supports_fast_sampling
-  labels = None if classes is None else np.arange(6) % classes
-  naive = model.sample(6, seed=0, labels=labels, fast=False).numpy()
-  np.testing.assert_array_equal(model.sample(6, seed=0, labels=labels, fast=True).numpy(), naive)
-  # Row-by-row chunks (the progress bar) restart the states from a full pass over the
-  # rows already drawn: same result.
-  np.testing.assert_array_equal(model.sample(6, seed=0, labels=labels, progress=True).numpy(),
-                                naive)
+  checks.cached_sampler_images(model, 6, None if classes is None else np.arange(6) % classes)
 
 
 def test_fast_sampler_check_catches_an_off_by_one_window(monkeypatch):
