@@ -270,30 +270,44 @@ def _concrete(fn, specs):
 def _save_signatures(model, path):
   """Writes the SavedModel; returns `{signature: _describe(...)}`.
 
-  Through `keras.export.ExportArchive`, which saves the model's variables as plain
-  tracked variables: a `tf.Module` holding the Keras model itself saves a graph whose
-  variables the TF1 session loader (`saved_model_cli run`, TensorFlow Serving's C++
-  SavedModelBundle) cannot find ("Could not find variable ... uninitialized"); only
-  `tf.saved_model.load` ran it.
+  Each signature is traced once and saved as a concrete function, both as a signature
+  (what `saved_model_cli`, the TF1 session loader and `.signatures[...]` run) and as an
+  attribute of the same name (`tf.saved_model.load(path).sample(...)`). The variables
+  the signatures read are saved as a plain list (`_all_variables`), as
+  `keras.export.ExportArchive` does: a `tf.Module` holding the Keras model itself saves
+  a graph whose variables the TF1 session loader (`saved_model_cli run`, TensorFlow
+  Serving's C++ SavedModelBundle) cannot find ("Could not find variable ...
+  uninitialized"). ExportArchive itself is not used because it traces every endpoint
+  twice (once to list its variables, again in `tf.saved_model.save`, which retraces a
+  `tf.function` given as a signature): for an autoregressive sampler that doubled the
+  export time.
   """
-  import keras  # pylint: disable=g-import-not-at-top
-  archive = keras.export.ExportArchive()
-  archive.track(model)
-  endpoints = {name: archive.add_endpoint(name, fn, specs)
+  concretes = {name: _concrete(fn, specs)
                for name, (fn, specs) in _signatures(model, checks=True).items()}
+  root = tf.__internal__.tracking.AutoTrackable()
+  variables = {}
+  for concrete in concretes.values():
+    for v in concrete.variables:
+      variables.setdefault(id(v), v)
+  root._all_variables = list(variables.values())  # pylint: disable=protected-access
+  for name, concrete in concretes.items():
+    setattr(root, name, concrete)
   # No "serve" endpoint: the TFLite converter would then drop every other signature.
-  # ExportArchive adds "serving_default" (TensorFlow Serving's default) as an alias of
-  # the first endpoint, "sample".
-  archive.write_out(path, verbose=False)
-  return {name: _describe(fn.get_concrete_function()) for name, fn in endpoints.items()}
+  # "serving_default" (TensorFlow Serving's default) is an alias of "sample".
+  tf.saved_model.save(root, path,
+                      signatures=dict(concretes, serving_default=concretes["sample"]))
+  return {name: _describe(concrete) for name, concrete in concretes.items()}
 
 
-def _tflite_model(model, batch, quantize, signature="sample"):
-  """The sampler (or the completer, `signature="complete"`) as `.tflite` bytes with
-  one signature of that name, builtin operators only.
+def _tflite_models(model, batch, quantize, signature="sample", report=lambda *a, **k: None):
+  """The sampler (or the completer, `signature="complete"`) as `{quantization: .tflite
+  bytes}` for each of `quantize`, each with one signature of that name, builtin
+  operators only.
 
-  Variables are frozen into constants first: the converter leaves variables read inside
-  a WHILE body as READ_VARIABLE ops, which LiteRT cannot resolve at run time.
+  The signature is traced, frozen and saved once; only the conversion runs per
+  quantization. Variables are frozen into constants first: the converter leaves
+  variables read inside a WHILE body as READ_VARIABLE ops, which LiteRT cannot resolve
+  at run time.
   """
   what = {"sample": "sampler", "complete": "completer"}[signature]
   fn, specs = _signatures(model, checks=False, batch=batch)[signature]
@@ -306,27 +320,31 @@ def _tflite_model(model, batch, quantize, signature="sample"):
 
   module = tf.Module()
   module.fn = tf.function(named, input_signature=specs)
+  blobs = {}
   with tempfile.TemporaryDirectory() as tmp:
     tf.saved_model.save(module, tmp, signatures={signature: module.fn.get_concrete_function()})
-    converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[signature])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
-    if quantize != "none":
-      converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    if quantize == "float16":
-      converter.target_spec.supported_types = [tf.float16]
-    try:
-      blob = converter.convert()
-    except Exception as e:
-      raise ExportError(
-          f"Model {model.name!r} cannot be converted to a TFLite {what} with builtin "
-          f"operators only ({str(e).splitlines()[0][:300]}). Export --formats=saved_model, "
-          "or report the operator named above.") from e
-  custom = [op for op in tflite_operators(blob) if op.startswith("CUSTOM")]
-  if custom:  # The stock LiteRT interpreter has no Flex delegate to run these.
-    raise ExportError(
-        f"Model {model.name!r} converts to a TFLite {what} that needs non-builtin "
-        f"operators {custom}, which LiteRT cannot run. Export --formats=saved_model.")
-  return blob
+    for q in quantize:
+      report(f"Converting the TFLite {signature} model ({q}) ...", flush=True)
+      converter = tf.lite.TFLiteConverter.from_saved_model(tmp, signature_keys=[signature])
+      converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
+      if q != "none":
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+      if q == "float16":
+        converter.target_spec.supported_types = [tf.float16]
+      try:
+        blob = converter.convert()
+      except Exception as e:
+        raise ExportError(
+            f"Model {model.name!r} cannot be converted to a TFLite {what} with builtin "
+            f"operators only ({str(e).splitlines()[0][:300]}). Export "
+            "--formats=saved_model, or report the operator named above.") from e
+      custom = [op for op in tflite_operators(blob) if op.startswith("CUSTOM")]
+      if custom:  # The stock LiteRT interpreter has no Flex delegate to run these.
+        raise ExportError(
+            f"Model {model.name!r} converts to a TFLite {what} that needs non-builtin "
+            f"operators {custom}, which LiteRT cannot run. Export --formats=saved_model.")
+      blobs[q] = blob
+  return blobs
 
 
 def tflite_operators(path_or_bytes):
@@ -485,9 +503,7 @@ def _write_export(model, out_dir, formats, quantize, batch_size, label_names, mo
       kinds.append(("tflite_completer", "complete", COMPLETER_NAMES))
     for key, signature, names in kinds:
       meta[key] = {}
-      for q in quantize:
-        report(f"Converting the TFLite {signature} model ({q}) ...", flush=True)
-        blob = _tflite_model(model, batch_size, q, signature)
+      for q, blob in _tflite_models(model, batch_size, quantize, signature, report).items():
         with open(os.path.join(out_dir, names[q]), "wb") as f:
           f.write(blob)
         meta[key][q] = _describe_tflite(blob, signature, names[q], batch_size)
