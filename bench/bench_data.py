@@ -1,6 +1,10 @@
 """Benchmark data helpers shared by the bench/ scripts."""
 
+import datetime
+import json
 import os
+import platform
+import sys
 import tempfile
 
 import numpy as np
@@ -21,3 +25,32 @@ def subset_npz(path, num_test, seed=0):
   out = os.path.join(tempfile.mkdtemp(prefix="tfgen_bench_data_"), "subset.npz")
   np.savez(out, train=train, test=test[keep])
   return out
+
+
+def machine():
+  """The CPU (model, the AVX-512/bf16 flags that decide speed), cores, GPUs, the
+  TensorFlow and Keras versions and the date: what a results file must say."""
+  import keras  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tfgen import precision  # pylint: disable=g-import-not-at-top
+  cpu = platform.processor()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  cpu_flags = precision.cpu_flags()
+  extras = [f for f in ("avx512f",) + precision.BF16_CPU_FLAGS if f in cpu_flags]
+  return {"cpu": cpu, "cpu_flags": extras, "cores": os.cpu_count(),
+          "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+          "tensorflow": tf.__version__, "keras": keras.__version__,
+          "date": datetime.date.today().isoformat()}
+
+
+def append_result(path, result):
+  """Appends `result` with the machine and the command line as one JSON line to `path`."""
+  record = dict(result, machine=machine(),
+                command=" ".join(["python3"] + [os.path.relpath(sys.argv[0])] + sys.argv[1:]))
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  with open(path, "a") as f:
+    f.write(json.dumps(record) + "\n")

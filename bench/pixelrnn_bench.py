@@ -34,12 +34,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+import bench_data  # noqa: E402  (beside this file)
+
 _SIDES = flags.DEFINE_list("sides", ["8", "16", "28", "32"], "Image sides N.")
 _MODELS = flags.DEFINE_list("models", ["row_lstm", "diagonal_bilstm", "pixelcnn"], "Models.")
 _PIXELCNN_HPARAMS = flags.DEFINE_string(
     "pixelcnn_hparams", "hidden_dim=14,num_blocks=6",
     "PixelCNN hyper-parameters (default: 66K parameters, the Diagonal BiLSTM's 66K).")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Images per training step.")
+_OUT = flags.DEFINE_string("out", None, "Also append the JSON, with the machine, date and "
+                           "command, to this file.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing).")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps; the median is reported.")
 
@@ -80,9 +84,12 @@ def main(argv):
           "seconds_per_sequential_step": round(wall / steps, 5) if steps else None,
       })
       print(json.dumps(results[-1]), file=sys.stderr)
-  print(json.dumps({"benchmark": "pixelrnn_step_cost", "batch_size": _BATCH.value,
-                    "warmup": _WARMUP.value, "repeats": _REPEATS.value,
-                    "cpu_count": os.cpu_count(), "results": results}))
+  report = {"benchmark": "pixelrnn_step_cost", "batch_size": _BATCH.value,
+            "warmup": _WARMUP.value, "repeats": _REPEATS.value,
+            "cpu_count": os.cpu_count(), "results": results}
+  print(json.dumps(report))
+  if _OUT.value:
+    bench_data.append_result(_OUT.value, report)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Sampling speed: cached incremental sampler against naive full recomputation.
 
   python bench/sampling_bench.py            # all three parts
+  python bench/sampling_bench.py --out=bench/results/sampling_DATE.jsonl
   python bench/sampling_bench.py --parts=speedup
   python bench/sampling_bench.py --model=gated_pixelcnn --parts=speedup,growth
 
@@ -26,12 +27,16 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+import bench_data  # noqa: E402  (beside this file)
+
 _PARTS = flags.DEFINE_list("parts", ["speedup", "growth", "tfp"], "Parts to run.")
 _MODEL = flags.DEFINE_string("model", "pixelcnn",
                              "Model of speedup and growth, with default hyper-parameters.")
 _BATCH = flags.DEFINE_integer("batch", 16, "Images per sampled batch.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per measurement.")
 _SIDES = flags.DEFINE_list("sides", ["8", "16", "28", "32"], "Image sides for growth.")
+_OUT = flags.DEFINE_string("out", None, "Also append each part's JSON line, with the "
+                           "machine, date and command, to this file.")
 _NAIVE_MAX_SIDE = flags.DEFINE_integer(
     "naive_max_side", 32, "Skip the naive sampler above this side (it is quadratic).")
 
@@ -116,8 +121,11 @@ def main(argv):
   }
   for name in _PARTS.value:  # One JSON line per part, printed as soon as it is measured.
     model = "pixelcnn" if name == "tfp" else _MODEL.value
-    print(json.dumps({"benchmark": f"{model}_sampling", "part": name,
-                      "cpu_count": os.cpu_count(), name: parts[name]()}), flush=True)
+    result = {"benchmark": f"{model}_sampling", "part": name, "cpu_count": os.cpu_count(),
+              name: parts[name]()}
+    print(json.dumps(result), flush=True)
+    if _OUT.value:
+      bench_data.append_result(_OUT.value, result)
 
 
 if __name__ == "__main__":

@@ -36,10 +36,8 @@ Prints one JSON object (and writes it to --out):
 Run it alone: a second TensorFlow process on the two cores slows both several times.
 """
 
-import datetime
 import json
 import os
-import platform
 import sys
 import time
 
@@ -48,6 +46,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
+
+import bench_data  # noqa: E402  (beside this file)
 
 ALL = ["pixelcnn", "gated_pixelcnn", "pixelcnn_pp", "pixelcnn_pp_peer", "row_lstm",
        "diagonal_bilstm", "tfd_pixelcnn"]
@@ -64,24 +64,6 @@ _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps per model first.")
 _STEPS = flags.DEFINE_integer("steps", 4, "Timed steps per model per round.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved rounds; medians are reported.")
 _OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
-
-
-def _machine():
-  import keras  # pylint: disable=g-import-not-at-top
-  import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tfgen import precision  # pylint: disable=g-import-not-at-top
-  cpu = platform.processor()
-  try:
-    with open("/proc/cpuinfo") as f:
-      cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
-  except (OSError, StopIteration):
-    pass
-  cpu_flags = precision.cpu_flags()
-  extras = [f for f in ("avx512f",) + precision.BF16_CPU_FLAGS if f in cpu_flags]
-  return {"cpu": cpu, "cpu_flags": extras, "cores": os.cpu_count(),
-          "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
-          "tensorflow": tf.__version__, "keras": keras.__version__,
-          "date": datetime.date.today().isoformat()}
 
 
 def _useful_macs(model, images):
@@ -258,7 +240,7 @@ def main(argv):
                  fraction_of_conv_peak=round(gflop * ips / conv_gflops[compute], 3))
     results.append(row)
   from tfgen import precision  # pylint: disable=g-import-not-at-top
-  report = {"machine": _machine(), "auto_policy": precision.auto_policy(),
+  report = {"machine": bench_data.machine(), "auto_policy": precision.auto_policy(),
             "batch_size": batch, "side": side,
             "rounds": _ROUNDS.value, "steps_per_round": _STEPS.value,
             "conv_gflops": {k: round(v, 1) for k, v in conv_gflops.items()},

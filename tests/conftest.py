@@ -56,3 +56,21 @@ def pytest_sessionstart(session):
   del session
   gc.collect()
   gc.freeze()
+
+
+@pytest.hookimpl(tryfirst=True)  # Before xdist reads the groups from the marks.
+def pytest_collection_modifyitems(config, items):
+  """Tests of one file that share a module-scoped fixture run in one xdist worker.
+
+  Under `-n 2 --dist loadgroup` each worker would otherwise build such a fixture (a
+  trained run, an export in every format) for its share of the tests.
+  """
+  del config
+  for item in items:
+    fixturedefs = getattr(item, "_fixtureinfo", None)
+    if fixturedefs is None:
+      continue
+    shared = [name for name in fixturedefs.names_closure
+              if any(d.scope == "module" for d in fixturedefs.name2fixturedefs.get(name, ()))]
+    if shared:
+      item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}-module-fixtures"))

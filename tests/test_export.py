@@ -336,67 +336,70 @@ import sys
 import numpy as np
 import tensorflow as tf
 tf1 = tf.compat.v1
-inputs = dict(np.load(sys.argv[2]))
-with tf1.Session(graph=tf.Graph()) as sess:
-  meta = tf1.saved_model.loader.load(sess, ["serve"], sys.argv[1])
-  sig = meta.signature_def[sys.argv[3]]
-  feed = {sig.inputs[k].name: v for k, v in inputs.items()}
-  names = sorted(sig.outputs)
-  values = sess.run([sig.outputs[k].name for k in names], feed)
-np.savez(sys.argv[4], **dict(zip(names, values)))
+# Arguments: SAVED_MODEL INPUTS_NPZ SIGNATURE OUTPUTS_NPZ, repeated: one process runs them all.
+for saved_model, inputs, signature, outputs in zip(*[iter(sys.argv[1:])] * 4):
+  inputs = dict(np.load(inputs))
+  with tf1.Session(graph=tf.Graph()) as sess:
+    meta = tf1.saved_model.loader.load(sess, ["serve"], saved_model)
+    sig = meta.signature_def[signature]
+    feed = {sig.inputs[k].name: v for k, v in inputs.items()}
+    names = sorted(sig.outputs)
+    values = sess.run([sig.outputs[k].name for k in names], feed)
+  np.savez(outputs, **dict(zip(names, values)))
 assert not [m for m in sys.modules if m.split('.')[0] in ('tfgen', 'export')]
 """
 
 
-@pytest.mark.parametrize("which", ["pixelcnn", "vae"])
 def test_saved_model_runs_in_tf1_session_loader_and_saved_model_cli(
-    which, pixelcnn_export, vae_export, tmp_path):
+    pixelcnn_export, vae_export, tmp_path):
   # The C++ SavedModelBundle path (TensorFlow Serving) restores variables by name in
-  # a TF1 session; saved_model_cli runs the same loader.
-  model, out, _ = pixelcnn_export if which == "pixelcnn" else vae_export
-  noise = _noise(model, 9)
-  inputs = {"noise": noise}
-  if which == "pixelcnn":
-    inputs["labels"] = np.array([2, 0, 1, 2], np.int32)
-    expected = model.sample(BATCH, noise=noise, labels=inputs["labels"]).numpy()
-  else:
-    inputs["z"] = np.random.default_rng(3).standard_normal((BATCH, 3)).astype(np.float32)
-    expected = model.sample(BATCH, z=inputs["z"], noise=noise).numpy()
-  saved_model = os.path.join(out, "saved_model")
-  np.savez(tmp_path / "in.npz", **inputs)
+  # a TF1 session; saved_model_cli runs the same loader. One TF1 process runs the
+  # `sample` and `complete` signatures of both models (each start imports TensorFlow).
+  jobs, expected = [], {}
+  for which, (model, out, _) in (("pixelcnn", pixelcnn_export), ("vae", vae_export)):
+    noise = _noise(model, 9)
+    inputs = {"noise": noise}
+    if which == "pixelcnn":
+      inputs["labels"] = np.array([2, 0, 1, 2], np.int32)
+      expected[which, "sample"] = model.sample(BATCH, noise=noise,
+                                               labels=inputs["labels"]).numpy()
+    else:
+      inputs["z"] = np.random.default_rng(3).standard_normal((BATCH, 3)).astype(np.float32)
+      expected[which, "sample"] = model.sample(BATCH, z=inputs["z"], noise=noise).numpy()
+    completion = _completion_inputs(model, BATCH, seed=2, labels=inputs.get("labels"))
+    expected[which, "complete"] = _keras_completion(model, completion)
+    for signature, feed in (("sample", inputs), ("complete", completion)):
+      np.savez(tmp_path / f"{which}_{signature}_in.npz", **feed)
+      jobs += [os.path.join(out, "saved_model"), str(tmp_path / f"{which}_{signature}_in.npz"),
+               signature, str(tmp_path / f"{which}_{signature}_out.npz")]
   script = tmp_path / "tf1.py"
   script.write_text(_TF1_LOADER)
-  proc = _without_tfgen([sys.executable, str(script), saved_model, str(tmp_path / "in.npz"),
-                         "sample", str(tmp_path / "out.npz")], cwd=str(tmp_path))
+  proc = _without_tfgen([sys.executable, str(script)] + jobs, cwd=str(tmp_path))
   assert proc.returncode == 0, proc.stderr[-3000:]
-  np.testing.assert_array_equal(np.load(tmp_path / "out.npz")["levels"], expected)
-  # The `complete` signature the same way.
-  completion = _completion_inputs(model, BATCH, seed=2, labels=inputs.get("labels"))
-  np.savez(tmp_path / "complete.npz", **completion)
-  proc = _without_tfgen([sys.executable, str(script), saved_model, str(tmp_path / "complete.npz"),
-                         "complete", str(tmp_path / "completed.npz")], cwd=str(tmp_path))
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  np.testing.assert_array_equal(np.load(tmp_path / "completed.npz")["levels"],
-                                _keras_completion(model, completion))
+  for (which, signature), levels in expected.items():
+    np.testing.assert_array_equal(
+        np.load(tmp_path / f"{which}_{signature}_out.npz")["levels"], levels, (which, signature))
   # saved_model_cli: the log_prob signature on the sampled images.
-  np.save(tmp_path / "images.npy", expected)
-  feeds = [f"images={tmp_path / 'images.npy'}"]
-  if which == "pixelcnn":
-    np.save(tmp_path / "labels.npy", inputs["labels"])
-    feeds.append(f"labels={tmp_path / 'labels.npy'}")
-  cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
-  proc = _without_tfgen([cli, "run", "--dir", saved_model, "--tag_set", "serve",
-                         "--signature_def", "log_prob", "--inputs", ";".join(feeds),
-                         "--outdir", str(tmp_path / "cli"), "--overwrite"], cwd=str(tmp_path))
-  assert proc.returncode == 0, proc.stderr[-3000:]
-  nats = np.load(tmp_path / "cli" / "log_prob_nats.npy")
-  labels = inputs.get("labels")
-  if which == "pixelcnn":
-    reference = model.log_prob(expected, labels).numpy()
-  else:
-    reference = model.log_prob(expected, num_importance_samples=model.EXPORT_IMPORTANCE_SAMPLES,
-                               seed=0).numpy()
-  np.testing.assert_allclose(nats, reference, rtol=1e-4)
+  for which, (model, out, _) in (("pixelcnn", pixelcnn_export), ("vae", vae_export)):
+    images = expected[which, "sample"]
+    np.save(tmp_path / "images.npy", images)
+    feeds = [f"images={tmp_path / 'images.npy'}"]
+    if which == "pixelcnn":
+      labels = np.array([2, 0, 1, 2], np.int32)
+      np.save(tmp_path / "labels.npy", labels)
+      feeds.append(f"labels={tmp_path / 'labels.npy'}")
+      reference = model.log_prob(images, labels).numpy()
+    else:
+      reference = model.log_prob(
+          images, num_importance_samples=model.EXPORT_IMPORTANCE_SAMPLES, seed=0).numpy()
+    cli = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+    proc = _without_tfgen([cli, "run", "--dir", os.path.join(out, "saved_model"),
+                           "--tag_set", "serve", "--signature_def", "log_prob",
+                           "--inputs", ";".join(feeds), "--outdir", str(tmp_path / which),
+                           "--overwrite"], cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    nats = np.load(tmp_path / which / "log_prob_nats.npy")
+    np.testing.assert_allclose(nats, reference, rtol=1e-4, err_msg=which)
 
 
 def test_a_model_that_has_sampled_and_scored_still_exports(tmp_path):

@@ -174,15 +174,30 @@ def test_an_interrupted_write_keeps_the_previous_file(tmp_path, monkeypatch):
   assert sorted(os.listdir(tmp_path)) == ["metrics.json"]  # No partial file left.
 
 
+_KILL_ARGS = ["--dataset=digits", f"--hparams={TINY_FLAG}", "--batch_size=32",
+              "--train_steps=30", "--checkpoint_every=5", "--num_samples=4", "--verbose=0",
+              "--seed=5",  # The default (cosine) schedule: resuming must restore its step.
+              "--mixed_precision=none"]  # As _config: compared to float32 tolerances.
+
+
+@pytest.fixture(scope="module")
+def uninterrupted_run_weights(tmp_path_factory):
+  """The final weights of `_KILL_ARGS`'s run, trained without interruption."""
+  straight = str(tmp_path_factory.mktemp("straight"))
+  train_lib.train_and_evaluate(_config(batch_size=32, train_steps=30, checkpoint_every=5,
+                                       num_samples=4, seed=5, lr_schedule="cosine"),
+                               straight)
+  return _weights(straight)
+
+
 @pytest.mark.parametrize("wait_for", ["checkpoints/checkpoint", "model.keras"])
-def test_kill_9_in_training_or_in_the_final_save_loses_nothing(tmp_path, wait_for):
-  # Killed after the first checkpoint, or once the final outputs are being written;
-  # the rerun ends with every output and the weights of an uninterrupted run.
+def test_kill_9_in_training_or_in_the_final_save_loses_nothing(tmp_path, wait_for,
+                                                               uninterrupted_run_weights):
+  # train_main.py killed after the first checkpoint, or once the final outputs are being
+  # written; the rerun resumes and ends with every output and the weights of an
+  # uninterrupted run.
   model_dir = str(tmp_path / "run")
-  args = ["--dataset=digits", f"--hparams={TINY_FLAG}", "--batch_size=32",
-          "--train_steps=30", "--checkpoint_every=5", "--num_samples=4", "--verbose=0",
-          f"--model_dir={model_dir}", "--seed=5", "--lr_schedule=constant",
-          "--mixed_precision=none"]  # As _config: compared to float32 tolerances.
+  args = _KILL_ARGS + [f"--model_dir={model_dir}"]
   proc = _main(args)
   target = os.path.join(model_dir, wait_for)
   deadline = time.time() + 180
@@ -191,18 +206,20 @@ def test_kill_9_in_training_or_in_the_final_save_loses_nothing(tmp_path, wait_fo
   assert proc.poll() is None, proc.communicate()
   proc.send_signal(signal.SIGKILL)
   proc.wait()
+  if wait_for.startswith("checkpoints"):
+    assert not os.path.exists(os.path.join(model_dir, "metrics.json"))
   if os.path.exists(os.path.join(model_dir, "model.keras")):
     keras.models.load_model(os.path.join(model_dir, "model.keras"))  # Never a torn file.
   out, err = _main(args).communicate(timeout=300)
   assert "Traceback" not in err, err[-3000:]
   metrics = json.load(open(os.path.join(model_dir, "metrics.json")))
   assert metrics["train_steps"] == 30
-  assert os.path.getsize(os.path.join(model_dir, "samples.png")) > 0
+  if wait_for.startswith("checkpoints"):
+    assert "Resuming from" in err, err[-2000:]
+    assert 0 < metrics["resumed_from_step"] < 30
+  assert "samples.png" in out and os.path.getsize(os.path.join(model_dir, "samples.png")) > 0
   assert not [n for n in os.listdir(model_dir) if ".partial-" in n]
-  straight = str(tmp_path / "straight")
-  train_lib.train_and_evaluate(_config(batch_size=32, train_steps=30, checkpoint_every=5,
-                                       num_samples=4, seed=5), straight)
-  for a, b in zip(_weights(straight), _weights(model_dir)):
+  for a, b in zip(uninterrupted_run_weights, _weights(model_dir)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
 
 
