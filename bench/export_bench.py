@@ -31,11 +31,15 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+import bench_data  # noqa: E402  (beside this file)
+
 _PIXELCNN_DIR = flags.DEFINE_string("pixelcnn_dir", None, "A trained PixelCNN run directory.")
 _VAE_DIR = flags.DEFINE_string("vae_dir", None, "A trained VAE run directory.")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Images per sampled batch.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per sampler (median).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the noise.")
+_OUT = flags.DEFINE_string("out", None, "Also append the JSON, with the machine, date and "
+                           "command, to this file.")
 
 
 def _median_seconds(fn, repeats):
@@ -101,6 +105,8 @@ def main(argv):
     report[name] = result
     print(json.dumps({name: result}), file=sys.stderr, flush=True)
   print(json.dumps(report, indent=2))
+  if _OUT.value:
+    bench_data.append_result(_OUT.value, report)
   return 0
 
 
