@@ -59,14 +59,6 @@ def _collect_garbage():
   gc.freeze()
 
 
-def pytest_sessionstart(session):
-  # What the libraries made at import lives for the whole session: frozen, the
-  # collection after each test does not scan it.
-  del session
-  gc.collect()
-  gc.freeze()
-
-
 @pytest.hookimpl(tryfirst=True)  # Before xdist reads the groups from the marks.
 def pytest_collection_modifyitems(config, items):
   """Tests of one file that share a module-scoped fixture run in one xdist worker.
@@ -76,10 +68,8 @@ def pytest_collection_modifyitems(config, items):
   """
   del config
   for item in items:
-    fixturedefs = getattr(item, "_fixtureinfo", None)
-    if fixturedefs is None:
-      continue
-    shared = [name for name in fixturedefs.names_closure
-              if any(d.scope == "module" for d in fixturedefs.name2fixturedefs.get(name, ()))]
-    if shared:
+    info = getattr(item, "_fixtureinfo", None)  # None for items that are not functions.
+    if info is not None and any(definition.scope == "module"
+                                for definitions in info.name2fixturedefs.values()
+                                for definition in definitions):
       item.add_marker(pytest.mark.xdist_group(f"{item.module.__name__}-module-fixtures"))

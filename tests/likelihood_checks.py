@@ -41,11 +41,13 @@ def random_images(model, seed=0):
   return rng.integers(0, model.num_levels, model.image_shape).astype(np.int32)
 
 
-def cached_sampler_images(model, num, labels=None, seeds=(0,)):
+def cached_sampler_images(model, num, seeds=(0,)):
   """Asserts the cached sampler draws exactly the naive sampler's images for each seed,
   and so do row chunks (the progress bar, which rebuild the caches from the rows
-  already drawn) for the first; returns the naive images of the first seed."""
+  already drawn) for the first; a class-conditional model draws classes 0, 1, 2, ...
+  in turn. Returns the naive images of the first seed."""
   assert model.supports_fast_sampling
+  labels = np.arange(num) % model.num_classes if model.num_classes else None
   naive = [model.sample(num, seed=s, labels=labels, fast=False).numpy() for s in seeds]
   for seed, images in zip(seeds, naive):
     np.testing.assert_array_equal(model.sample(num, seed=seed, labels=labels,

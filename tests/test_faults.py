@@ -182,11 +182,14 @@ _KILL_ARGS = ["--dataset=digits", f"--hparams={TINY_FLAG}", "--batch_size=32",
 
 @pytest.fixture(scope="module")
 def uninterrupted_run_weights(tmp_path_factory):
-  """The final weights of `_KILL_ARGS`'s run, trained without interruption."""
+  """The final weights of `_KILL_ARGS`'s run, trained without interruption: the config
+  is parsed from the same flags, as train_main.py parses them."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flag_values = flags.FlagValues()
+  config_lib.define_flags(flag_values, module_name="train_main")
+  flag_values(["train_main"] + _KILL_ARGS)
   straight = str(tmp_path_factory.mktemp("straight"))
-  train_lib.train_and_evaluate(_config(batch_size=32, train_steps=30, checkpoint_every=5,
-                                       num_samples=4, seed=5, lr_schedule="cosine"),
-                               straight)
+  train_lib.train_and_evaluate(config_lib.from_flags(flag_values), straight)
   return _weights(straight)
 
 
