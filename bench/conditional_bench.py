@@ -32,6 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+import bench_data  # noqa: E402  (beside this file)
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _SHARED = os.path.join(os.path.dirname(_REPO), "shared", "data")
 
@@ -49,6 +51,8 @@ _LR = flags.DEFINE_float("learning_rate", 2e-3, "Learning rate (constant).")
 _PER_CLASS = flags.DEFINE_integer("per_class", 10, "Samples drawn per class.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of initialization, data order, sampling.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: a temp dir).")
+_OUT = flags.DEFINE_string("out", None, "Also append the JSON, with the machine, date and "
+                           "command, to this file.")
 
 
 def _arrays(data, split):
@@ -102,7 +106,7 @@ def main(argv):
   predicted = classifier.predict(samples.reshape(len(samples), -1) * scale)
   hits = predicted == labels
 
-  print(json.dumps({
+  result = {
       "benchmark": "conditional",
       "model": config.model.name,
       "hparams": dict(model.hparams),
@@ -127,7 +131,10 @@ def main(argv):
       "seed": _SEED.value,
       "workdir": workdir,
       "cpu_count": os.cpu_count(),
-  }))
+  }
+  print(json.dumps(result))
+  if _OUT.value:
+    bench_data.append_result(_OUT.value, result)
 
 
 if __name__ == "__main__":

@@ -66,6 +66,8 @@ _SAMPLE_BATCH = flags.DEFINE_integer("sample_batch", 16, "Images sampled for tim
 _PIPELINE_BATCHES = flags.DEFINE_integer("pipeline_batches", 300,
                                          "Batches drawn to time the input pipeline.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: a temp dir).")
+_OUT = flags.DEFINE_string("out", None, "Also append the JSON, with the machine, date and "
+                           "command, to this file.")
 _TEST_IMAGES = flags.DEFINE_integer(
     "test_images", None, "binarized_mnist: evaluate on this many test images drawn at random "
     "(seed 0; the split is sorted by class) and skip the validation split, so a short "
@@ -155,6 +157,8 @@ def main(argv):
       "tf_intra_op_threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "default"),
   }
   print(json.dumps(result))
+  if _OUT.value:
+    bench_data.append_result(_OUT.value, result)
 
 
 if __name__ == "__main__":
