@@ -285,6 +285,20 @@ def test_fit_trains_on_good_batches(conditional_model):
   conditional_model.evaluate(_dataset(_GOOD, _LABELS), verbose=0)
 
 
+def test_the_level_check_holds_for_every_uint8_level():
+  # 8-bit data with K = 256 in uint8, up to level 255: compared in uint8, the bound
+  # 256 wrapped to 0 and every batch of the 8-bit MNIST benchmark was refused.
+  model = models.build("pixelcnn", (4, 4, 1), 256, **TINY)
+  model.compile(keras.optimizers.Adam())
+  images = np.random.default_rng(0).integers(0, 256, (8, 4, 4, 1)).astype(np.uint8)
+  images[0, 0, 0, 0] = 255
+  model.fit(_dataset(images), verbose=0)
+  labels = np.full(8, 255, np.uint8)  # The same for labels: 256 classes, label 255.
+  conditional = models.build("pixelcnn", (4, 4, 1), 2, num_classes=256, **TINY)
+  conditional.compile(keras.optimizers.Adam())
+  conditional.fit(_dataset(_GOOD, labels), verbose=0)
+
+
 # ---- samplers and log_prob given bad values -----------------------------------------
 
 @pytest.mark.parametrize("name,hparams", [("pixelcnn", TINY),

@@ -390,7 +390,8 @@ class ImageModel(HParamsMixin, keras.Model):
         tf.reduce_all(tf.shape(images)[1:] == tf.constant(self.image_shape, tf.int32)),
         [wrong_shape.format("a batch of another shape")]),
               tf.debugging.Assert(
-        tf.reduce_max(images) < self.num_levels,
+        # In int64: K = 256 is 0 in uint8, which failed every batch of 8-bit images.
+        tf.cast(tf.reduce_max(images), tf.int64) < self.num_levels,
         [f"Image levels must lie in [0, {self.num_levels}) for this model (num_levels="
          f"{self.num_levels}); a batch holds a larger level. Re-quantize the data (e.g. "
          "--reduce_levels) or build the model with the data's number of levels."])]
@@ -417,7 +418,7 @@ class ImageModel(HParamsMixin, keras.Model):
         raise ValueError(f"Labels must be integers, got {labels.dtype.name}.")
       checks.append(tf.debugging.Assert(
           tf.logical_and(tf.reduce_min(labels) >= 0,
-                         tf.reduce_max(labels) < self.num_classes),
+                         tf.cast(tf.reduce_max(labels), tf.int64) < self.num_classes),
           [f"Labels must be class indices in [0, {self.num_classes}); a batch holds one "
            "outside that range."]))
     with tf.control_dependencies(checks):
