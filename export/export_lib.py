@@ -360,13 +360,17 @@ def tflite_operators(path_or_bytes):
       blob = f.read()
   names = {code: name for name, code in vars(schema.BuiltinOperator).items()
            if not name.startswith("_")}
+  # The flatbuffer read in place: the object API (ModelT) would copy every weight
+  # buffer into Python lists first, seconds for a model of a few megabytes.
+  tflite_model = schema.Model.GetRootAs(bytearray(blob), 0)
   found = set()
-  for code in schema.ModelT.InitFromPackedBuf(blob, 0).operatorCodes:
+  for i in range(tflite_model.OperatorCodesLength()):
+    code = tflite_model.OperatorCodes(i)
     # Codes above 127 live in builtinCode; older files keep small ones deprecated.
-    builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+    builtin = max(code.BuiltinCode(), code.DeprecatedBuiltinCode())
     if builtin == schema.BuiltinOperator.CUSTOM:
-      custom = code.customCode.decode() if isinstance(code.customCode, bytes) else code.customCode
-      found.add(f"CUSTOM:{custom}")
+      custom = code.CustomCode()
+      found.add(f"CUSTOM:{custom.decode() if isinstance(custom, bytes) else custom}")
     else:
       found.add(names.get(builtin, f"BUILTIN_{builtin}"))
   return sorted(found)
