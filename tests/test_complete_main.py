@@ -3,7 +3,6 @@ a TFLite completer, the same images from each for the same seed, and bad input a
 paragraph."""
 
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -11,6 +10,7 @@ import pytest
 from PIL import Image
 
 import likelihood_checks as checks
+import commands
 from conftest import REPO_ROOT
 from export import complete_main
 from export import export_lib
@@ -148,9 +148,8 @@ def test_a_class_conditional_run_completes_with_the_label_given(tmp_path):
 def test_cli_completes_a_folder_and_errors_are_one_paragraph(exported, tmp_path):
   _, _, out, images, _ = exported
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
-  run = lambda *args: subprocess.run([sys.executable, "-m", "export.complete_main", *args],
-                                     cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                                     timeout=300)
+  run = lambda *args: commands.run([sys.executable, "-m", "export.complete_main", *args],
+                                   env=env)
   proc = run(f"--model={out}", f"--images={images}", f"--out={tmp_path / 'done'}",
              "--num_samples=1")
   assert proc.returncode == 0, proc.stderr[-2000:]

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import commands
 from conftest import REPO_ROOT
 from tfgen import config as config_lib
 from tfgen import cli
@@ -34,18 +35,17 @@ def _config(**overrides):
   # float32: runs are compared across processes to float32 tolerances, which the
   # 16-bit rounding of the auto policy (bf16 on AVX512_BF16 CPUs) exceeds.
   base = dict(model="pixelcnn", hparams=dict(TINY), dataset="digits", batch_size=32,
-              train_steps=12, checkpoint_every=4, num_samples=4, verbose=0, seed=3,
+              train_steps=12, checkpoint_every=4, num_samples=0, verbose=0, seed=3,
               lr_schedule="constant", mixed_precision="none")
   base.update(overrides)
   return config_lib.TrainConfig.from_flat(**base)
 
 
-def _main(args):
+def _main(args, fresh=False):
   env = dict(os.environ, PYTHONPATH=REPO_ROOT)
   env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # What a user sees, with tfgen's own defaults.
-  return subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "train_main.py")] + args,
-                          cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True)
+  return commands.popen([sys.executable, os.path.join(REPO_ROOT, "train_main.py")] + args,
+                        env=env, fresh=fresh)
 
 
 def _weights(workdir):
@@ -374,10 +374,11 @@ def test_bad_flags_fail_before_training_in_one_paragraph(tmp_path, args, message
 
 def test_a_quiet_run_prints_only_what_the_user_asked_for(tmp_path):
   # A one-width --hparams, an autoencoder: no TensorFlow start-up lines, no Keras
-  # shuffle warning, and the closing line names only the files written.
+  # shuffle warning, and the closing line names only the files written. A real
+  # process: a forked one has imported TensorFlow before it starts.
   proc = _main(["--model=autoencoder", "--hparams=hidden_dims=16,latent_dim=2",
                 "--train_steps=2", "--batch_size=32", "--verbose=2",
-                f"--model_dir={tmp_path}"])
+                f"--model_dir={tmp_path}"], fresh=True)
   out, err = proc.communicate(timeout=300)
   assert proc.returncode == 0, err[-3000:]
   for noise in ("cuInit", "absl::InitializeLog", "oneDNN", "shuffle", "I0000", "E0000"):

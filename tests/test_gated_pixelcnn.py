@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 
 import keras
@@ -11,6 +10,7 @@ import pytest
 import tensorflow as tf
 
 import likelihood_checks as checks
+import commands
 from conftest import REPO_ROOT
 from tfgen import layers
 from tfgen import models
@@ -216,11 +216,11 @@ def test_train_main_conditional_writes_samples_by_class(tmp_path):
   model_dir = tmp_path / "run"
   hparams = ",".join(f"{k}={v}" for k, v in TINY.items())
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
-  proc = subprocess.run(
+  proc = commands.run(
       [sys.executable, os.path.join(REPO_ROOT, "train_main.py"), "--model=gated_pixelcnn",
        "--dataset=digits", "--conditional", f"--hparams={hparams}", "--batch_size=32",
        "--train_steps=3", "--num_samples=10", "--verbose=0", f"--model_dir={model_dir}"],
-      cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+      env=env)
   assert proc.returncode == 0, proc.stderr[-2000:]
   metrics = json.loads((model_dir / "metrics.json").read_text())
   assert metrics["model"] == "gated_pixelcnn" and metrics["test_nll_nats"] > 0

@@ -270,7 +270,8 @@ def test_variants_train_sample_complete_and_save(hparams, tmp_path):
   images = images.astype(np.int32)
   model.compile(keras.optimizers.Adam(1e-2))
   before = float(tf.reduce_mean(model.log_prob(images, num_importance_samples=20)))
-  model.fit(images, batch_size=16, epochs=40, verbose=0)
+  # 80 steps in 4 epochs (Keras's cost per epoch is most of a 2-step epoch's time).
+  model.fit(np.tile(images, (10, 1, 1, 1)), batch_size=16, epochs=4, verbose=0)
   after = float(tf.reduce_mean(model.log_prob(images, num_importance_samples=20)))
   assert after > before + 1.0, (before, after)
   np.testing.assert_array_equal(model.sample(5, seed=2), model.sample(5, seed=2))
@@ -364,7 +365,9 @@ def test_classifier_from_a_trained_encoder(tmp_path):
   labels = digits.target.astype(np.int32)
   vae = models.build("vae", (8, 8, 1), 2, latent_dim=8, hidden_dims="64")
   vae.compile(keras.optimizers.Adam(3e-3))
-  vae.fit(images[:1500], batch_size=100, epochs=15, verbose=0)
+  # Few long epochs rather than many short ones: Keras's cost per epoch is most of a
+  # short epoch's time. The same 225 (here) and 500 (below) steps.
+  vae.fit(np.tile(images[:1500], (5, 1, 1, 1)), batch_size=100, epochs=3, verbose=0)
   encoder_weights = [w.copy() for w in vae.encoder.get_weights()]
   rng = np.random.default_rng(0)
   few = np.concatenate([rng.choice(np.flatnonzero(labels[:1500] == k), 10, replace=False)
@@ -374,7 +377,8 @@ def test_classifier_from_a_trained_encoder(tmp_path):
     keras.utils.set_random_seed(0)
     clf = latents.classifier(vae, 10, fine_tune=fine_tune)
     body = [w.copy() for w in clf.get_layer("encoder").get_weights()]
-    clf.fit(images[few], labels[few], batch_size=20, epochs=100, verbose=0)
+    clf.fit(images[np.tile(few, 20)], labels[np.tile(few, 20)], batch_size=20, epochs=5,
+            verbose=0)
     accuracies[fine_tune] = clf.evaluate(images[1500:], labels[1500:], verbose=0,
                                          return_dict=True)["accuracy"]
     moved = [not np.array_equal(a, b) for a, b in zip(
@@ -384,7 +388,7 @@ def test_classifier_from_a_trained_encoder(tmp_path):
   # The classifier trains a copy: the VAE's own encoder is untouched.
   for a, b in zip(encoder_weights, vae.encoder.get_weights()):
     np.testing.assert_array_equal(a, b)
-  # Chance is 0.1; measured 0.49 frozen (a linear layer on 8 posterior means), 0.72
+  # Chance is 0.1; measured 0.45 frozen (a linear layer on 8 posterior means), 0.70
   # fine-tuned.
   assert accuracies[False] > 0.35 and accuracies[True] > 0.55, accuracies
 

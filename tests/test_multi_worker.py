@@ -8,13 +8,13 @@ import json
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 
 import numpy as np
 import pytest
 
+import commands
 from conftest import REPO_ROOT
 from tfgen import config as config_lib
 from tfgen import train_lib
@@ -48,9 +48,8 @@ def _start_workers(workdir, tmp_path, tag, **overrides):
     config = dict(CONFIG, strategy="multi_worker", worker_hosts=hosts, task_index=index,
                   **overrides)
     out = str(tmp_path / f"{tag}_worker{index}.npz")
-    procs.append((subprocess.Popen(
-        [sys.executable, RUNNER, json.dumps(config), str(workdir), out], env=env,
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True), out))
+    procs.append((commands.popen(
+        [sys.executable, RUNNER, json.dumps(config), str(workdir), out], env=env), out))
   return procs
 
 

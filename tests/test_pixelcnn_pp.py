@@ -1,7 +1,7 @@
 """PixelCNN++: the logistic mixture head, causality, normalization, sampling, training.
 
-Also the Polyak (EMA) averaging option of the training driver, which PixelCNN++
-introduced to tfgen.
+The Polyak (EMA) averaging that PixelCNN++ brought to the training driver is tested
+with the driver, in test_train_main.py.
 """
 
 import itertools
@@ -14,10 +14,8 @@ import pytest
 import tensorflow as tf
 
 import likelihood_checks as checks
-from tfgen import config as config_lib
 from tfgen import distributions
 from tfgen import models
-from tfgen import train_lib
 from tfgen.models import pixelcnn_pp
 
 TINY = dict(num_filters=6, num_resnet=1, num_scales=3, num_mixtures=3)
@@ -382,90 +380,20 @@ def test_build_errors():
   assert distributions.make_pixel_head("logistic_mixture", 256, 3).num_params == 100
 
 
-# ---- training driver: Polyak averaging, train_main -----------------------------------
-
-
-def _config(**overrides):
-  base = dict(model="pixelcnn_pp", hparams=dict(FLAT), dataset="digits", batch_size=32,
-              train_steps=4, checkpoint_every=2, num_samples=0, verbose=0, seed=3)
-  base.update(overrides)
-  return config_lib.TrainConfig.from_flat(**base)
-
-
-def _ema_run(tmp_path, monkeypatch, decay):
-  """Trains with EMA; returns (weights handed to on_trained, manual EMA, last step's)."""
-  trajectory = []
-
-  class Record(keras.callbacks.Callback):
-    def on_train_batch_end(self, batch, logs=None):
-      trajectory.append([np.array(v) for v in self.model.trainable_variables])
-
-  fit = keras.Model.fit
-  monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **kw: fit(
-      self, *a, callbacks=list(callbacks) + [Record()], **kw))
-  trained = []
-  train_lib.train_and_evaluate(
-      _config(ema_decay=decay, lr_schedule="constant"), str(tmp_path),
-      on_trained=lambda m: trained.extend([np.array(v) for v in m.trainable_variables]))
-  assert len(trajectory) == 4
-  average = trajectory[0]  # Keras starts the average at the first step's weights.
-  for weights in trajectory[1:]:
-    average = [decay * a + (1 - decay) * w for a, w in zip(average, weights)]
-  return trained, average, trajectory[-1]
-
-
-def test_ema_weights_are_the_moving_average_of_the_trajectory(tmp_path, monkeypatch):
-  trained, average, last = _ema_run(tmp_path, monkeypatch, decay=0.7)
-  for got, want in zip(trained, average):
-    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
-  assert any(not np.allclose(a, b) for a, b in zip(average, last))  # Not vacuous.
-  saved = keras.models.load_model(str(tmp_path / "model.keras"))
-  for got, want in zip(saved.trainable_variables, average):
-    np.testing.assert_allclose(np.array(got), want, rtol=1e-5, atol=1e-6)
-
-
-def test_ema_check_fails_when_the_average_is_not_swapped_in(tmp_path, monkeypatch):
-  # Without finalize_variable_values the model keeps the raw last-step weights.
-  monkeypatch.setattr(keras.optimizers.Adam, "finalize_variable_values",
-                      lambda self, var_list: None)
-  trained, average, _ = _ema_run(tmp_path, monkeypatch, decay=0.7)
-  assert any(not np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(trained, average))
-
-
-def test_ema_resume_ends_where_an_uninterrupted_run_would(tmp_path):
-  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-  # With the paper's exponential decay too: the rate is a function of the step alone.
-  common = dict(ema_decay=0.8, lr_schedule="exponential")
-  schedules, weights = [], []
-  train_lib.train_and_evaluate(_config(**common), straight, on_trained=lambda m: (
-      schedules.append(m.optimizer._learning_rate), weights.append(m.get_weights())))
-  # (The rate rounds to float32: 0.999995 ** 1e5 then comes out 7e-4 low.)
-  assert float(schedules[0](100000)) == pytest.approx(2e-3 * 0.999995 ** 100000, rel=2e-3)
-  train_lib.train_and_evaluate(_config(train_steps=2, **common), resumed)
-  metrics = train_lib.train_and_evaluate(_config(**common), resumed, on_trained=lambda m: (
-      weights.append(m.get_weights())))
-  assert metrics["resumed_from_step"] == 2
-  for x, y in zip(*weights):  # The averaged weights: on_trained sees them swapped in.
-    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
-
-
-def test_ema_decay_is_validated():
-  with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
-    _config(ema_decay=1.0).validate()
+# ---- train_main -----------------------------------------------------------------------
 
 
 def test_train_main_end_to_end(tmp_path):
-  import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
+  import commands  # pylint: disable=import-outside-toplevel
   from conftest import REPO_ROOT  # pylint: disable=import-outside-toplevel
   flag = ",".join(f"{k}={v}" for k, v in FLAT.items())
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
-  proc = subprocess.run(
+  proc = commands.run(
       [sys.executable, os.path.join(REPO_ROOT, "train_main.py"), "--model=pixelcnn_pp",
        "--dataset=digits", f"--hparams={flag}", "--batch_size=32", "--train_steps=4",
        "--conditional", "--ema_decay=0.9", "--num_samples=10", "--verbose=0",
-       f"--model_dir={tmp_path}"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-      timeout=300)
+       f"--model_dir={tmp_path}"], env=env)
   assert proc.returncode == 0, proc.stderr[-2000:]
   metrics = json.loads((tmp_path / "metrics.json").read_text())
   assert metrics["model"] == "pixelcnn_pp" and metrics["train_steps"] == 4

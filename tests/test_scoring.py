@@ -3,7 +3,6 @@
 import csv
 import json
 import os
-import subprocess
 import sys
 
 import numpy as np
@@ -12,6 +11,7 @@ import tensorflow as tf
 from sklearn import metrics as sk_metrics
 
 import likelihood_checks as checks
+import commands
 from conftest import REPO_ROOT
 from tfgen import config as config_lib
 from tfgen import data as data_lib
@@ -181,8 +181,8 @@ def _npz_of_8bit_digits(tmp_path):
 
 def _score_main(args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
-  return subprocess.run([sys.executable, os.path.join(REPO_ROOT, "score_main.py")] + args,
-                        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=300)
+  return commands.run([sys.executable, os.path.join(REPO_ROOT, "score_main.py")] + args,
+                      env=env)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,14 @@
-"""The training driver and train_main.py: artifacts, resume, SIGKILL, non-finite loss."""
+"""The training driver and train_main.py: artifacts, resume, Polyak averaging, non-finite loss."""
 
 import json
 import os
-import subprocess
 import sys
 
 import keras
 import numpy as np
 import pytest
 
+import commands
 from conftest import REPO_ROOT
 from tfgen import config as config_lib
 from tfgen import data as data_lib
@@ -23,7 +23,7 @@ def _config(**overrides):
   # float32: runs are compared across processes to float32 tolerances, which the
   # 16-bit rounding of the auto policy (bf16 on AVX512_BF16 CPUs) exceeds.
   base = dict(model="pixelcnn", hparams=dict(TINY), dataset="digits", batch_size=32,
-              train_steps=12, checkpoint_every=4, num_samples=4, verbose=0, seed=3,
+              train_steps=12, checkpoint_every=4, num_samples=0, verbose=0, seed=3,
               mixed_precision="none")
   base.update(overrides)
   return config_lib.TrainConfig.from_flat(**base)
@@ -33,15 +33,14 @@ def _weights(workdir):
   return keras.models.load_model(os.path.join(workdir, "model.keras")).get_weights()
 
 
-def _run_main(args, **kwargs):
+def _run_main(args):
   env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
-  return subprocess.Popen([sys.executable, os.path.join(REPO_ROOT, "train_main.py")] + args,
-                          cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, text=True, **kwargs)
+  return commands.popen([sys.executable, os.path.join(REPO_ROOT, "train_main.py")] + args,
+                        env=env)
 
 
 def test_train_and_evaluate_writes_artifacts(tmp_path):
-  metrics = train_lib.train_and_evaluate(_config(), str(tmp_path))
+  metrics = train_lib.train_and_evaluate(_config(num_samples=4), str(tmp_path))
   for name in ("config.json", "metrics.json", "samples.png", "model.keras", "checkpoints",
                "tensorboard"):
     assert (tmp_path / name).exists(), name
@@ -66,6 +65,72 @@ def test_resume_ends_where_an_uninterrupted_run_would(tmp_path):
   assert metrics["train_steps"] == 12 and metrics["resumed_from_step"] == 8
   for a, b in zip(_weights(straight), _weights(resumed)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+# ---- Polyak (EMA) averaging, which PixelCNN++ brought: model-independent ------------
+
+def _ema_run(tmp_path, monkeypatch, decay):
+  """Trains with EMA; returns (weights handed to on_trained, manual EMA, last step's)."""
+  trajectory = []
+
+  class Record(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+      trajectory.append([np.array(v) for v in self.model.trainable_variables])
+
+  fit = keras.Model.fit
+  monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **kw: fit(
+      self, *a, callbacks=list(callbacks) + [Record()], **kw))
+  trained = []
+  train_lib.train_and_evaluate(
+      _config(train_steps=4, checkpoint_every=2, ema_decay=decay, lr_schedule="constant"),
+      str(tmp_path),
+      on_trained=lambda m: trained.extend([np.array(v) for v in m.trainable_variables]))
+  assert len(trajectory) == 4
+  average = trajectory[0]  # Keras starts the average at the first step's weights.
+  for weights in trajectory[1:]:
+    average = [decay * a + (1 - decay) * w for a, w in zip(average, weights)]
+  return trained, average, trajectory[-1]
+
+
+def test_ema_weights_are_the_moving_average_of_the_trajectory(tmp_path, monkeypatch):
+  trained, average, last = _ema_run(tmp_path, monkeypatch, decay=0.7)
+  for got, want in zip(trained, average):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  assert any(not np.allclose(a, b) for a, b in zip(average, last))  # Not vacuous.
+  saved = keras.models.load_model(str(tmp_path / "model.keras"))
+  for got, want in zip(saved.trainable_variables, average):
+    np.testing.assert_allclose(np.array(got), want, rtol=1e-5, atol=1e-6)
+
+
+def test_ema_check_fails_when_the_average_is_not_swapped_in(tmp_path, monkeypatch):
+  # Without finalize_variable_values the model keeps the raw last-step weights.
+  monkeypatch.setattr(keras.optimizers.Adam, "finalize_variable_values",
+                      lambda self, var_list: None)
+  trained, average, _ = _ema_run(tmp_path, monkeypatch, decay=0.7)
+  assert any(not np.allclose(a, b, rtol=1e-5, atol=1e-6) for a, b in zip(trained, average))
+
+
+def test_ema_resume_ends_where_an_uninterrupted_run_would(tmp_path):
+  straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+  # With the paper's exponential decay too: the rate is a function of the step alone.
+  common = dict(train_steps=4, checkpoint_every=2, ema_decay=0.8,
+                lr_schedule="exponential")
+  schedules, weights = [], []
+  train_lib.train_and_evaluate(_config(**common), straight, on_trained=lambda m: (
+      schedules.append(m.optimizer._learning_rate), weights.append(m.get_weights())))
+  # (The rate rounds to float32: 0.999995 ** 1e5 then comes out 7e-4 low.)
+  assert float(schedules[0](100000)) == pytest.approx(2e-3 * 0.999995 ** 100000, rel=2e-3)
+  train_lib.train_and_evaluate(_config(**dict(common, train_steps=2)), resumed)
+  metrics = train_lib.train_and_evaluate(_config(**common), resumed, on_trained=lambda m: (
+      weights.append(m.get_weights())))
+  assert metrics["resumed_from_step"] == 2
+  for x, y in zip(*weights):  # The averaged weights: on_trained sees them swapped in.
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_ema_decay_is_validated():
+  with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
+    _config(ema_decay=1.0).validate()
 
 
 def test_resume_refuses_a_different_configuration(tmp_path):
