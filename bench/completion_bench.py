@@ -26,6 +26,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # noqa: E402
 from absl import flags  # noqa: E402
 
+import bench_data  # noqa: E402  (beside this file)
+
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _DEFAULT_DATA = "npz:" + os.path.join(os.path.dirname(_REPO), "shared", "data",
                                       "binarized_mnist.npz")
@@ -34,6 +36,8 @@ _MODEL_DIR = flags.DEFINE_string("model_dir", None, "A finished run's directory.
 _DATASET = flags.DEFINE_string("dataset", _DEFAULT_DATA, "Data spec (tfgen.data.load).")
 _NUM = flags.DEFINE_integer("num", 16, "Images completed (and sampled) for timing.")
 _BATCH = flags.DEFINE_integer("batch_size", 500, "Scoring batch.")
+_OUT = flags.DEFINE_string("out", None, "Also append the JSON, with the machine, date and "
+                           "command, to this file.")
 
 
 def main(argv):
@@ -69,7 +73,7 @@ def main(argv):
     run(1)
     timed[name] = round(time.perf_counter() - start, 2)
 
-  print(json.dumps({
+  result = {
       "benchmark": "completion",
       "model_dir": _MODEL_DIR.value,
       "model": model.name,
@@ -84,7 +88,10 @@ def main(argv):
       "complete_seconds": timed["complete"],
       "sample_seconds": timed["sample"],
       "cpu_count": os.cpu_count(),
-  }))
+  }
+  print(json.dumps(result))
+  if _OUT.value:
+    bench_data.append_result(_OUT.value, result)
 
 
 if __name__ == "__main__":
