@@ -132,6 +132,9 @@ class Forked:
     shutil.rmtree(self._dir, ignore_errors=True)
     return result
 
+  def __del__(self):  # Output a test never read (a killed run's): not left in /tmp.
+    shutil.rmtree(self._dir, ignore_errors=True)
+
   def send_signal(self, sig):
     if self.poll() is None:
       os.kill(self.pid, sig)
