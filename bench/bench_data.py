@@ -47,6 +47,13 @@ def machine():
           "date": datetime.date.today().isoformat()}
 
 
+def define_out_flag():
+  """`--out`: the results file (JSON lines) that `append_result` adds each result to."""
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  return flags.DEFINE_string("out", None, "Also append each JSON result, with the machine, "
+                             "date and command, as a line of this file.")
+
+
 def append_result(path, result):
   """Appends `result` with the machine and the command line as one JSON line to `path`."""
   record = dict(result, machine=machine(),

@@ -36,8 +36,7 @@ _MODEL_DIR = flags.DEFINE_string("model_dir", None, "A finished run's directory.
 _DATASET = flags.DEFINE_string("dataset", _DEFAULT_DATA, "Data spec (tfgen.data.load).")
 _NUM = flags.DEFINE_integer("num", 16, "Images completed (and sampled) for timing.")
 _BATCH = flags.DEFINE_integer("batch_size", 500, "Scoring batch.")
-_OUT = flags.DEFINE_string("out", None, "Also append the JSON, with the machine, date and "
-                           "command, to this file.")
+_OUT = bench_data.define_out_flag()
 
 
 def main(argv):

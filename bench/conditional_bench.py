@@ -51,8 +51,7 @@ _LR = flags.DEFINE_float("learning_rate", 2e-3, "Learning rate (constant).")
 _PER_CLASS = flags.DEFINE_integer("per_class", 10, "Samples drawn per class.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of initialization, data order, sampling.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: a temp dir).")
-_OUT = flags.DEFINE_string("out", None, "Also append the JSON, with the machine, date and "
-                           "command, to this file.")
+_OUT = bench_data.define_out_flag()
 
 
 def _arrays(data, split):

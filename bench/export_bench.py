@@ -38,8 +38,7 @@ _VAE_DIR = flags.DEFINE_string("vae_dir", None, "A trained VAE run directory.")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Images per sampled batch.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed calls per sampler (median).")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the noise.")
-_OUT = flags.DEFINE_string("out", None, "Also append the JSON, with the machine, date and "
-                           "command, to this file.")
+_OUT = bench_data.define_out_flag()
 
 
 def _median_seconds(fn, repeats):

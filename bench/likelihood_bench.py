@@ -66,8 +66,7 @@ _SAMPLE_BATCH = flags.DEFINE_integer("sample_batch", 16, "Images sampled for tim
 _PIPELINE_BATCHES = flags.DEFINE_integer("pipeline_batches", 300,
                                          "Batches drawn to time the input pipeline.")
 _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: a temp dir).")
-_OUT = flags.DEFINE_string("out", None, "Also append the JSON, with the machine, date and "
-                           "command, to this file.")
+_OUT = bench_data.define_out_flag()
 _TEST_IMAGES = flags.DEFINE_integer(
     "test_images", None, "binarized_mnist: evaluate on this many test images drawn at random "
     "(seed 0; the split is sorted by class) and skip the validation split, so a short "

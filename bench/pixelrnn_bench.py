@@ -42,8 +42,7 @@ _PIXELCNN_HPARAMS = flags.DEFINE_string(
     "pixelcnn_hparams", "hidden_dim=14,num_blocks=6",
     "PixelCNN hyper-parameters (default: 66K parameters, the Diagonal BiLSTM's 66K).")
 _BATCH = flags.DEFINE_integer("batch_size", 16, "Images per training step.")
-_OUT = flags.DEFINE_string("out", None, "Also append the JSON, with the machine, date and "
-                           "command, to this file.")
+_OUT = bench_data.define_out_flag()
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (tracing).")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Timed steps; the median is reported.")
 

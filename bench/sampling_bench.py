@@ -35,8 +35,7 @@ _MODEL = flags.DEFINE_string("model", "pixelcnn",
 _BATCH = flags.DEFINE_integer("batch", 16, "Images per sampled batch.")
 _REPEATS = flags.DEFINE_integer("repeats", 3, "Timed runs per measurement.")
 _SIDES = flags.DEFINE_list("sides", ["8", "16", "28", "32"], "Image sides for growth.")
-_OUT = flags.DEFINE_string("out", None, "Also append each part's JSON line, with the "
-                           "machine, date and command, to this file.")
+_OUT = bench_data.define_out_flag()
 _NAIVE_MAX_SIDE = flags.DEFINE_integer(
     "naive_max_side", 32, "Skip the naive sampler above this side (it is quadratic).")
 
