@@ -357,11 +357,12 @@ def test_saved_model_runs_in_tf1_session_loader_and_saved_model_cli(
   # a TF1 session; saved_model_cli runs the same loader. One TF1 process runs the
   # `sample` and `complete` signatures of both models (each start imports TensorFlow).
   jobs, expected = [], {}
+  labels = np.array([2, 0, 1, 2], np.int32)  # The conditional PixelCNN's.
   for which, (model, out, _) in (("pixelcnn", pixelcnn_export), ("vae", vae_export)):
     noise = _noise(model, 9)
     inputs = {"noise": noise}
     if which == "pixelcnn":
-      inputs["labels"] = np.array([2, 0, 1, 2], np.int32)
+      inputs["labels"] = labels
       expected[which, "sample"] = model.sample(BATCH, noise=noise,
                                                labels=inputs["labels"]).numpy()
     else:
@@ -386,7 +387,6 @@ def test_saved_model_runs_in_tf1_session_loader_and_saved_model_cli(
     np.save(tmp_path / "images.npy", images)
     feeds = [f"images={tmp_path / 'images.npy'}"]
     if which == "pixelcnn":
-      labels = np.array([2, 0, 1, 2], np.int32)
       np.save(tmp_path / "labels.npy", labels)
       feeds.append(f"labels={tmp_path / 'labels.npy'}")
       reference = model.log_prob(images, labels).numpy()
