@@ -129,10 +129,11 @@ class RuntimeConfig:
   task_index: int | None = _option(
       None, "multi_worker: this worker's index in --worker_hosts (0: chief).", resumable=True)
   mixed_precision: str = _option(
-      "none", "Training precision. none: float32 (the default: after the same 600 s a "
-      "bfloat16 PixelCNN was no better). auto: bfloat16 where the CPU (AVX512_BF16, AMX) "
-      "or GPU (compute capability 8+) has it natively, float16 on GPUs with 7.x, else "
-      "float32. The pixel distribution, evaluation and model.keras stay float32.",
+      "auto", "Training precision. auto (the default): bfloat16 where the CPU "
+      "(AVX512_BF16, AMX) or GPU (compute capability 8+) has it natively, float16 on GPUs "
+      "with 7.x, else float32; in the same training time a bfloat16 PixelCNN ended 1.2-1.5 "
+      "nats better than a float32 one (docs/performance.md). none: float32. The pixel "
+      "distribution, evaluation and model.keras stay float32.",
       choices=MIXED_PRECISION,
       resumable=True)  # The checkpoints hold float32 variables under any policy.
   checkpoint_every: int = _option(200, "Steps between checkpoints (at most that much work "
