@@ -107,10 +107,13 @@ def test_config_round_trips_and_the_flat_form_of_older_runs_loads():
   assert set(saved) == {"data", "model", "optim", "runtime", "outputs"}
   assert config_lib.TrainConfig.from_json(saved) == config
   # A config.json of a run from before the configuration was nested: one flat object,
-  # without the fields added since (they take their defaults).
+  # without the fields added since (they take their defaults). Its recorded float32 stays
+  # float32, though the default is now "auto".
   old = {"model": "vae", "hparams": {"beta": 0.5}, "dataset": "digits", "train_steps": 3,
          "split_fractions": [0.7, 0.2, 0.1], "mixed_precision": "none", "worker_hosts": []}
-  assert config_lib.TrainConfig.from_json(old, export_dir="x") == config
+  assert config_lib.TrainConfig.from_json(old, export_dir="x") == config.replace(
+      mixed_precision="none")
+  assert config.runtime.mixed_precision == "auto"
   assert config.replace(train_steps=9).optim.train_steps == 9 and config.optim.train_steps == 3
   with pytest.raises(ValueError, match=r"Unknown configuration field\(s\) \['trian_steps'\]"):
     config_lib.TrainConfig.from_flat(trian_steps=3)

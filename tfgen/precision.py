@@ -13,8 +13,8 @@ tfgen model computes its pixel parameters (logits, mixture parameters) in float3
 the pixel distributions and every log-likelihood stay float32. Keras wraps the
 optimizer of a `mixed_float16` model in a loss-scale optimizer at `compile`.
 
-Keras users get what `train_main.py --mixed_precision=auto` does with one call before
-building:
+`train_main.py` trains in `auto` unless told otherwise (`--mixed_precision`). Keras users
+get the same with one call before building:
 
   tfgen.precision.use("auto")      # sets Keras's global policy; returns its name
   model = tfgen.models.build(...)  # layers keep the policy they were built with
