@@ -14,6 +14,7 @@ import commands
 from conftest import REPO_ROOT
 from tfgen import layers
 from tfgen import models
+from tfgen import precision
 from tfgen.models import gated_pixelcnn
 
 TINY = dict(hidden_dim=6, num_layers=2, kernel_size=3, skip_dim=6, output_dim=6)
@@ -224,6 +225,8 @@ def test_train_main_conditional_writes_samples_by_class(tmp_path):
   assert proc.returncode == 0, proc.stderr[-2000:]
   metrics = json.loads((model_dir / "metrics.json").read_text())
   assert metrics["model"] == "gated_pixelcnn" and metrics["test_nll_nats"] > 0
+  # The default precision, end to end: what `auto` resolves to on this machine.
+  assert metrics["precision"] == precision.auto_policy()
   from PIL import Image
   picture = Image.open(model_dir / "samples_by_class.png")
   # 10 classes x 1 sample of 8x8 with a 1-pixel border, enlarged 16 times.

@@ -341,7 +341,7 @@ def test_train_main_runs_a_conv_vae_with_an_iaf_and_a_mixture_prior(tmp_path):
                                      posterior="iaf", flow_units=16, prior="mixture",
                                      prior_components=5),
       dataset="digits", train_steps=20, batch_size=32, eval_importance_samples=10,
-      num_samples=4, verbose=0)
+      num_samples=4, verbose=0, mixed_precision="none")  # See test_distributed.
   metrics = train_lib.train_and_evaluate(config, str(tmp_path))
   assert metrics["test_nll_nats"] < metrics["test_neg_elbo_nats"]
   assert "active_latent_dims" not in metrics  # No per-dimension KL to count them by.

@@ -393,6 +393,7 @@ def test_train_main_end_to_end(tmp_path):
       [sys.executable, os.path.join(REPO_ROOT, "train_main.py"), "--model=pixelcnn_pp",
        "--dataset=digits", f"--hparams={flag}", "--batch_size=32", "--train_steps=4",
        "--conditional", "--ema_decay=0.9", "--num_samples=10", "--verbose=0",
+       "--mixed_precision=none",  # Precision plays no part here; see test_distributed.
        f"--model_dir={tmp_path}"], env=env)
   assert proc.returncode == 0, proc.stderr[-2000:]
   metrics = json.loads((tmp_path / "metrics.json").read_text())

@@ -319,7 +319,8 @@ def test_overfits_a_few_images(name):
 def test_train_and_evaluate_on_digits(tmp_path, name):
   config = config_lib.TrainConfig.from_flat(model=name, hparams=dict(TINY, num_layers=1),
                                  dataset="digits", batch_size=32, train_steps=3,
-                                 checkpoint_every=3, num_samples=2, verbose=0, seed=3)
+                                 checkpoint_every=3, num_samples=2, verbose=0, seed=3,
+                                 mixed_precision="none")  # See test_distributed.
   metrics = train_lib.train_and_evaluate(config, str(tmp_path))
   for artifact in ("config.json", "metrics.json", "samples.png", "model.keras", "checkpoints"):
     assert (tmp_path / artifact).exists(), artifact

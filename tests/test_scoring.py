@@ -88,7 +88,8 @@ def trained_run(tmp_path_factory):
   workdir = str(tmp_path_factory.mktemp("run"))
   config = config_lib.TrainConfig.from_flat(model="pixelcnn", hparams=dict(TINY_PIXELCNN),
                                  dataset="digits", batch_size=32, train_steps=150,
-                                 learning_rate=1e-2, num_samples=0, verbose=0, seed=0)
+                                 learning_rate=1e-2, num_samples=0, verbose=0, seed=0,
+                                 mixed_precision="none")  # See test_distributed.
   train_lib.train_and_evaluate(config, workdir)
   return workdir
 

@@ -277,7 +277,8 @@ def test_linear_probe_beats_chance_on_real_digits():
 def test_train_main_outputs_for_a_2d_vae(tmp_path):
   config = config_lib.TrainConfig.from_flat(model="vae", hparams=dict(latent_dim=2, hidden_dims="32"),
                                  dataset="digits", train_steps=30, batch_size=32,
-                                 eval_importance_samples=20, num_samples=8, verbose=0)
+                                 eval_importance_samples=20, num_samples=8, verbose=0,
+                                 mixed_precision="none")  # See test_distributed.
   metrics = train_lib.train_and_evaluate(config, str(tmp_path))
   for key in ("test_nll_nats", "test_neg_elbo_nats", "test_bits_per_dim", "test_kl_nats",
               "test_reconstruction_nats"):
@@ -294,7 +295,7 @@ def test_train_main_outputs_for_a_2d_vae(tmp_path):
 def test_train_main_autoencoder_has_no_samples(tmp_path):
   config = config_lib.TrainConfig.from_flat(model="autoencoder", hparams=dict(latent_dim=2),
                                  dataset="digits", train_steps=10, batch_size=32,
-                                 num_samples=8, verbose=0)
+                                 num_samples=8, verbose=0, mixed_precision="none")
   metrics = train_lib.train_and_evaluate(config, str(tmp_path))
   assert 0 < metrics["test_reconstruction_mse"] < 1
   assert not os.path.exists(tmp_path / "samples.png")
