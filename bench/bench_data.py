@@ -54,6 +54,14 @@ def define_out_flag():
                              "date and command, as a line of this file.")
 
 
+def report(result, out, indent=None):
+  """Prints `result` as JSON and, when `out` (the `--out` flag) names a file, appends it
+  there with `append_result`."""
+  print(json.dumps(result, indent=indent), flush=True)
+  if out:
+    append_result(out, result)
+
+
 def append_result(path, result):
   """Appends `result` with the machine and the command line as one JSON line to `path`."""
   record = dict(result, machine=machine(),

@@ -15,7 +15,6 @@ Loads `model_dir/model.keras` (any autoregressive run: `train_main.py` or
   sample_seconds              time to sample `--num` whole images the same way
 """
 
-import json
 import os
 import sys
 import time
@@ -88,9 +87,7 @@ def main(argv):
       "sample_seconds": timed["sample"],
       "cpu_count": os.cpu_count(),
   }
-  print(json.dumps(result))
-  if _OUT.value:
-    bench_data.append_result(_OUT.value, result)
+  bench_data.report(result, _OUT.value)
 
 
 if __name__ == "__main__":

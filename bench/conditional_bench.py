@@ -20,7 +20,6 @@ The run's directory (--workdir) keeps model.keras and samples_by_class.png (one 
 per class).
 """
 
-import json
 import os
 import sys
 import tempfile
@@ -131,9 +130,7 @@ def main(argv):
       "workdir": workdir,
       "cpu_count": os.cpu_count(),
   }
-  print(json.dumps(result))
-  if _OUT.value:
-    bench_data.append_result(_OUT.value, result)
+  bench_data.report(result, _OUT.value)
 
 
 if __name__ == "__main__":

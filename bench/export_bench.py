@@ -103,9 +103,7 @@ def main(argv):
     result["weights"] = "trained: " + run if run else "initial (untrained)"
     report[name] = result
     print(json.dumps({name: result}), file=sys.stderr, flush=True)
-  print(json.dumps(report, indent=2))
-  if _OUT.value:
-    bench_data.append_result(_OUT.value, report)
+  bench_data.report(report, _OUT.value, indent=2)
   return 0
 
 

@@ -23,7 +23,6 @@ evaluates on the whole test split, and prints one JSON object:
   sample_trace_seconds        the first call, including tracing the sampling graph
 """
 
-import json
 import os
 import sys
 import tempfile
@@ -155,9 +154,7 @@ def main(argv):
       "cpu_count": os.cpu_count(),
       "tf_intra_op_threads": os.environ.get("TF_NUM_INTRAOP_THREADS", "default"),
   }
-  print(json.dumps(result))
-  if _OUT.value:
-    bench_data.append_result(_OUT.value, result)
+  bench_data.report(result, _OUT.value)
 
 
 if __name__ == "__main__":

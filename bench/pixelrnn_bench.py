@@ -86,9 +86,7 @@ def main(argv):
   report = {"benchmark": "pixelrnn_step_cost", "batch_size": _BATCH.value,
             "warmup": _WARMUP.value, "repeats": _REPEATS.value,
             "cpu_count": os.cpu_count(), "results": results}
-  print(json.dumps(report))
-  if _OUT.value:
-    bench_data.append_result(_OUT.value, report)
+  bench_data.report(report, _OUT.value)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,6 @@ Prints one JSON object per part (weights are random: cost does not depend on the
 Times are medians over --repeats runs after one warm-up (tracing) run.
 """
 
-import json
 import os
 import sys
 import time
@@ -122,9 +121,7 @@ def main(argv):
     model = "pixelcnn" if name == "tfp" else _MODEL.value
     result = {"benchmark": f"{model}_sampling", "part": name, "cpu_count": os.cpu_count(),
               name: parts[name]()}
-    print(json.dumps(result), flush=True)
-    if _OUT.value:
-      bench_data.append_result(_OUT.value, result)
+    bench_data.report(result, _OUT.value)
 
 
 if __name__ == "__main__":
