@@ -143,19 +143,25 @@ class Forked:
     self.send_signal(signal.SIGKILL)
 
 
+def environment():
+  """What a command runs with by default: this process's environment, the repository on
+  PYTHONPATH and TensorFlow's C++ start-up logs off."""
+  return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
+
+
 def popen(args, *, cwd=REPO_ROOT, env=None, fresh=False):
   """Starts `python SCRIPT ARGS...` or `python -m MODULE ARGS...`, output captured as text.
 
   Args:
     args: the command as for `subprocess.Popen`, starting with `sys.executable`.
     cwd: its working directory.
-    env: its environment (default: this process's).
+    env: its environment (default: `environment()`).
     fresh: start a real process (see the module docstring for when a test needs one).
 
   Returns:
     A `Forked` command, or a `subprocess.Popen` for a fresh one.
   """
-  env = dict(os.environ if env is None else env)
+  env = environment() if env is None else dict(env)
   forkable = args[0] == sys.executable and (args[1] == "-m" or args[1].endswith(".py"))
   if fresh or os.environ.get(_FRESH_ENV) == "1" or not forkable:
     return subprocess.Popen(args, cwd=cwd, env=env, stdout=subprocess.PIPE,

@@ -11,7 +11,6 @@ from PIL import Image
 
 import likelihood_checks as checks
 import commands
-from conftest import REPO_ROOT
 from export import complete_main
 from export import export_lib
 from tfgen import models
@@ -147,9 +146,7 @@ def test_a_class_conditional_run_completes_with_the_label_given(tmp_path):
 @pytest.mark.parametrize("exported", ["pixelcnn"], indirect=True)
 def test_cli_completes_a_folder_and_errors_are_one_paragraph(exported, tmp_path):
   _, _, out, images, _ = exported
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
-  run = lambda *args: commands.run([sys.executable, "-m", "export.complete_main", *args],
-                                   env=env)
+  run = lambda *args: commands.run([sys.executable, "-m", "export.complete_main", *args])
   proc = run(f"--model={out}", f"--images={images}", f"--out={tmp_path / 'done'}",
              "--num_samples=1")
   assert proc.returncode == 0, proc.stderr[-2000:]

@@ -13,7 +13,6 @@ from ai_edge_litert import interpreter as litert
 
 import likelihood_checks as checks
 import commands
-from conftest import REPO_ROOT
 from export import export_lib
 from tfgen import models
 
@@ -601,8 +600,7 @@ def test_saved_model_runs_without_tfgen_as_its_readme_says(pixelcnn_export):
 
 
 def _cli(args, module="export"):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
-  return commands.run([sys.executable, "-m", module] + args, env=env, timeout=600)
+  return commands.run([sys.executable, "-m", module] + args, timeout=600)
 
 
 def test_cli_exports_a_run_and_sample_main_draws_a_png(tmp_path):

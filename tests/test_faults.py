@@ -42,7 +42,7 @@ def _config(**overrides):
 
 
 def _main(args, fresh=False):
-  env = dict(os.environ, PYTHONPATH=REPO_ROOT)
+  env = commands.environment()
   env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # What a user sees, with tfgen's own defaults.
   return commands.popen([sys.executable, os.path.join(REPO_ROOT, "train_main.py")] + args,
                         env=env, fresh=fresh)

@@ -216,12 +216,10 @@ def test_build_errors_say_what_to_do():
 def test_train_main_conditional_writes_samples_by_class(tmp_path):
   model_dir = tmp_path / "run"
   hparams = ",".join(f"{k}={v}" for k, v in TINY.items())
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
   proc = commands.run(
       [sys.executable, os.path.join(REPO_ROOT, "train_main.py"), "--model=gated_pixelcnn",
        "--dataset=digits", "--conditional", f"--hparams={hparams}", "--batch_size=32",
-       "--train_steps=3", "--num_samples=10", "--verbose=0", f"--model_dir={model_dir}"],
-      env=env)
+       "--train_steps=3", "--num_samples=10", "--verbose=0", f"--model_dir={model_dir}"])
   assert proc.returncode == 0, proc.stderr[-2000:]
   metrics = json.loads((model_dir / "metrics.json").read_text())
   assert metrics["model"] == "gated_pixelcnn" and metrics["test_nll_nats"] > 0

@@ -41,7 +41,7 @@ def _free_ports(n):
 
 def _start_workers(workdir, tmp_path, tag, **overrides):
   hosts = [f"127.0.0.1:{p}" for p in _free_ports(2)]
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
+  env = commands.environment()
   env.pop("TF_CONFIG", None)
   procs = []
   for index in range(2):

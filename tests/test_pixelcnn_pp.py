@@ -388,13 +388,12 @@ def test_train_main_end_to_end(tmp_path):
   import commands  # pylint: disable=import-outside-toplevel
   from conftest import REPO_ROOT  # pylint: disable=import-outside-toplevel
   flag = ",".join(f"{k}={v}" for k, v in FLAT.items())
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
   proc = commands.run(
       [sys.executable, os.path.join(REPO_ROOT, "train_main.py"), "--model=pixelcnn_pp",
        "--dataset=digits", f"--hparams={flag}", "--batch_size=32", "--train_steps=4",
        "--conditional", "--ema_decay=0.9", "--num_samples=10", "--verbose=0",
        "--mixed_precision=none",  # Precision plays no part here; see test_distributed.
-       f"--model_dir={tmp_path}"], env=env)
+       f"--model_dir={tmp_path}"])
   assert proc.returncode == 0, proc.stderr[-2000:]
   metrics = json.loads((tmp_path / "metrics.json").read_text())
   assert metrics["model"] == "pixelcnn_pp" and metrics["train_steps"] == 4

@@ -181,9 +181,7 @@ def _npz_of_8bit_digits(tmp_path):
 
 
 def _score_main(args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
-  return commands.run([sys.executable, os.path.join(REPO_ROOT, "score_main.py")] + args,
-                      env=env)
+  return commands.run([sys.executable, os.path.join(REPO_ROOT, "score_main.py")] + args)
 
 
 if __name__ == "__main__":

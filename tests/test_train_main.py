@@ -34,9 +34,7 @@ def _weights(workdir):
 
 
 def _run_main(args):
-  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT)
-  return commands.popen([sys.executable, os.path.join(REPO_ROOT, "train_main.py")] + args,
-                        env=env)
+  return commands.popen([sys.executable, os.path.join(REPO_ROOT, "train_main.py")] + args)
 
 
 def test_train_and_evaluate_writes_artifacts(tmp_path):
