@@ -20,7 +20,9 @@ from absl import flags
 
 from tfgen import cli
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "A finished train_main.py run directory.")
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None, "A finished train_main.py run directory, or zoo:NAME (a trained model "
+    "that ships with tfgen; tfgen.zoo.available() lists them).")
 _DATASET = flags.DEFINE_string(
     "dataset", None, "Images to score, a tfgen.data spec (digits, npz:PATH, folder:PATH, a "
     "TFDS name); default: the run's dataset.")
@@ -32,7 +34,8 @@ _OUTLIER_DATASET = flags.DEFINE_string(
     "outlier_dataset", None, "A dataset spec of real outliers, every split of it scored, "
     "preprocessed like the run's data (and resized / reduced to the model's levels where "
     "they still differ).")
-_OUT = flags.DEFINE_string("out", None, "CSV to write (default MODEL_DIR/scores.csv).")
+_OUT = flags.DEFINE_string("out", None, "CSV to write (default MODEL_DIR/scores.csv; for "
+                           "zoo:NAME, scores-NAME.csv in the working directory).")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Images per batch.")
 _MAX_IMAGES = flags.DEFINE_integer(
     "max_images", None, "Score a random subset (drawn with --seed) of this many images per "
@@ -72,7 +75,9 @@ def main(argv):
         model, data, _SPLIT.value, _OUTLIERS.value, outlier_data,
         batch_size=_BATCH_SIZE.value, num_importance_samples=_IMPORTANCE_SAMPLES.value,
         max_images=_MAX_IMAGES.value, seed=_SEED.value)
-    out = _OUT.value or os.path.join(_MODEL_DIR.value, "scores.csv")
+    out = _OUT.value or (
+        f"scores-{_MODEL_DIR.value[len('zoo:'):]}.csv" if _MODEL_DIR.value.startswith("zoo:")
+        else os.path.join(_MODEL_DIR.value, "scores.csv"))  # Never into the package.
     scoring.write_csv(out, scores)
   except ValueError as e:  # Incl. RunError and DatasetUnavailableError.
     print(f"\nError: {e}", file=sys.stderr)

@@ -6,6 +6,7 @@ import os
 import platform
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -25,6 +26,59 @@ def subset_npz(path, num_test, seed=0):
   out = os.path.join(tempfile.mkdtemp(prefix="tfgen_bench_data_"), "subset.npz")
   np.savez(out, train=train, test=test[keep])
   return out
+
+
+def _scaled_arrays(data, split):
+  """Images `[N, H*W*C]` scaled to [0, 1] and labels `[N]` of one split."""
+  images, labels = [], []
+  for element in data.dataset(split, 1000):
+    images.append(element["image"].numpy())
+    labels.append(element["label"].numpy())
+  images = np.concatenate(images)
+  scale = 1.0 / (data.info.num_levels - 1)
+  return images.reshape(len(images), -1) * scale, np.concatenate(labels)
+
+
+def class_accuracy(model, data, per_class, seed):
+  """Does a class-conditional `model` draw the class it is asked for?
+
+  Trains a classifier (multinomial logistic regression on the pixels) on `data`'s real
+  labelled training images, samples `per_class` images of every class with `seed`, and
+  classifies them. A model that ignores its label scores chance.
+
+  Returns:
+    A dict: sample_accuracy (fraction classified as the class they were drawn for), per
+    class, the classifier's predictions per class, its accuracy on the real test images,
+    chance, and the seconds spent.
+  """
+  from sklearn import linear_model  # pylint: disable=g-import-not-at-top
+  train_x, train_y = _scaled_arrays(data, "train")
+  test_x, test_y = _scaled_arrays(data, "test")
+  start = time.process_time()
+  classifier = linear_model.LogisticRegression(max_iter=300, C=0.1)
+  classifier.fit(train_x, train_y)
+  classifier_seconds = time.process_time() - start
+  test_accuracy = float((classifier.predict(test_x) == test_y).mean())
+  num_classes = model.num_classes
+  labels = np.repeat(np.arange(num_classes), per_class)
+  start = time.perf_counter()
+  samples = model.sample(len(labels), seed=seed, labels=labels).numpy()
+  sample_seconds = time.perf_counter() - start
+  scale = 1.0 / (model.num_levels - 1)
+  predicted = classifier.predict(samples.reshape(len(samples), -1) * scale)
+  hits = predicted == labels
+  return {
+      "classifier": "logistic regression on pixels (C=0.1)",
+      "classifier_test_accuracy": round(test_accuracy, 4),
+      "classifier_cpu_seconds": round(classifier_seconds, 1),
+      "per_class": per_class,
+      "sample_seconds": round(sample_seconds, 2),
+      "sample_accuracy": round(float(hits.mean()), 4),
+      "chance": round(1.0 / num_classes, 4),
+      "sample_accuracy_per_class": [round(float(hits[labels == k].mean()), 2)
+                                    for k in range(num_classes)],
+      "sample_predictions": np.bincount(predicted, minlength=num_classes).tolist(),
+  }
 
 
 def machine():

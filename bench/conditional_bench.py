@@ -23,7 +23,6 @@ per class).
 import os
 import sys
 import tempfile
-import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -53,23 +52,9 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Output directory (default: a te
 _OUT = bench_data.define_out_flag()
 
 
-def _arrays(data, split):
-  """Images `[N, H*W*C]` scaled to [0, 1] and labels `[N]` of one split."""
-  import numpy as np
-  images, labels = [], []
-  for element in data.dataset(split, 1000):
-    images.append(element["image"].numpy())
-    labels.append(element["label"].numpy())
-  images = np.concatenate(images)
-  scale = 1.0 / (data.info.num_levels - 1)
-  return images.reshape(len(images), -1) * scale, np.concatenate(labels)
-
-
 def main(argv):
   del argv
   import keras
-  import numpy as np
-  from sklearn import linear_model
   from tfgen import hparams_parser
   from tfgen import config as config_lib
   from tfgen import data as data_lib
@@ -87,23 +72,7 @@ def main(argv):
   model = keras.models.load_model(os.path.join(workdir, "model.keras"))
 
   data = data_lib.load_config(config.data)
-  train_x, train_y = _arrays(data, "train")
-  test_x, test_y = _arrays(data, "test")
-  start = time.process_time()
-  classifier = linear_model.LogisticRegression(max_iter=300, C=0.1)
-  classifier.fit(train_x, train_y)
-  classifier_seconds = time.process_time() - start
-  test_accuracy = float((classifier.predict(test_x) == test_y).mean())
-
-  num_classes = model.num_classes
-  labels = np.repeat(np.arange(num_classes), _PER_CLASS.value)
-  start = time.perf_counter()
-  samples = model.sample(len(labels), seed=_SEED.value + 1, labels=labels).numpy()
-  sample_seconds = time.perf_counter() - start
-  scale = 1.0 / (model.num_levels - 1)
-  predicted = classifier.predict(samples.reshape(len(samples), -1) * scale)
-  hits = predicted == labels
-
+  accuracy = bench_data.class_accuracy(model, data, _PER_CLASS.value, seed=_SEED.value + 1)
   result = {
       "benchmark": "conditional",
       "model": config.model.name,
@@ -116,16 +85,7 @@ def main(argv):
       "train_steps": metrics["train_steps"],
       "test_nll_nats": round(metrics["test_nll_nats"], 3),
       "test_bits_per_dim": round(metrics["test_bits_per_dim"], 5),
-      "classifier": "logistic regression on pixels (C=0.1)",
-      "classifier_test_accuracy": round(test_accuracy, 4),
-      "classifier_cpu_seconds": round(classifier_seconds, 1),
-      "per_class": _PER_CLASS.value,
-      "sample_seconds": round(sample_seconds, 2),
-      "sample_accuracy": round(float(hits.mean()), 4),
-      "chance": round(1.0 / num_classes, 4),
-      "sample_accuracy_per_class": [round(float(hits[labels == k].mean()), 2)
-                                    for k in range(num_classes)],
-      "sample_predictions": np.bincount(predicted, minlength=num_classes).tolist(),
+      **accuracy,
       "seed": _SEED.value,
       "workdir": workdir,
       "cpu_count": os.cpu_count(),

@@ -10,7 +10,9 @@ from absl import flags
 
 from tfgen import cli
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "A finished train_main.py run directory.")
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None, "A finished train_main.py run directory, or zoo:NAME (a trained model "
+    "that ships with tfgen; tfgen.zoo.available() lists them).")
 _OUT = flags.DEFINE_string("out", None, "Output directory.")
 _FORMATS = flags.DEFINE_list("formats", ["saved_model", "tflite"],
                              "Comma-separated: saved_model, tflite.")

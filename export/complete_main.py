@@ -69,12 +69,19 @@ class CompletionRunner:
 
 
 def load(path):
-  """A `CompletionRunner` for a run directory, an export directory or a `.tflite` file.
+  """A `CompletionRunner` for a run directory (or "zoo:NAME", a trained model of
+  `tfgen.zoo`), an export directory or a `.tflite` file.
 
   Raises:
     CompletionError: for a path that is none of these, or a model that cannot complete.
   """
   import json  # pylint: disable=g-import-not-at-top
+  if path.startswith("zoo:"):
+    from tfgen import runs  # pylint: disable=g-import-not-at-top
+    try:
+      path = runs.resolve(path)
+    except runs.RunError as e:
+      raise CompletionError(str(e)) from e
   if os.path.isfile(path) and path.endswith(".tflite"):
     return _load_tflite(path)
   if os.path.isfile(os.path.join(path, "saved_model", "saved_model.pb")):
@@ -310,8 +317,9 @@ def complete_folder(model_path, images_dir, out_dir, mask="bottom_half", num_sam
 def _define_flags():
   """The command's flags, defined only when it runs (the module is also a library:
   importing it beside another command must not define flags of the same names)."""
-  flags.DEFINE_string("model", None, "A train_main.py run directory, an export directory "
-                      "(python -m export) or a completer_*.tflite file.")
+  flags.DEFINE_string("model", None, "A train_main.py run directory, zoo:NAME (a trained "
+                      "model of tfgen.zoo), an export directory (python -m export) or a "
+                      "completer_*.tflite file.")
   flags.DEFINE_string("images", None, "Folder of PNG/JPEG images to complete.")
   flags.DEFINE_string("out", "completions", "Folder to write the completions to.")
   flags.DEFINE_string("mask", "bottom_half", "bottom_half, right_half, or a folder of mask "

@@ -24,6 +24,9 @@ def _evaluate_build():
   scope = {
       "load": lambda *args: None,
       "package": lambda **kwargs: None,
+      "glob": lambda patterns: sorted(  # Files only, as Bazel's glob.
+          p for pattern in patterns for p in _python_files(pattern.replace("**", "**/*"))
+          if os.path.isfile(os.path.join(REPO_ROOT, p))),
       "requirement": lambda name: f"@pypi//{name}",
       "py_library": rule("py_library"),
       "py_binary": rule("py_binary"),

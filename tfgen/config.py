@@ -86,6 +86,12 @@ class ModelConfig:
       "'hidden_dims=500-500' or 'hidden_dims=128'. Every model's are listed at the end of "
       "--help; unknown keys list the valid ones.")
   conditional: bool = _option(False, "Model p(x | y) with the dataset's class labels.")
+  init_from: str | None = _option(
+      None, "Start from the trained weights of a finished run: its directory, or zoo:NAME "
+      "(tfgen.zoo.available()), to fine-tune on this run's data. With --model, --hparams "
+      "and --conditional left at their defaults, the model is that run's; the data must "
+      "have its levels and channels.",
+      resumable=True)  # Only the first step uses it; a resumed run restores its checkpoint.
 
 
 @dataclasses.dataclass

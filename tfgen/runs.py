@@ -7,6 +7,9 @@ everywhere.
 Layout read (written by `tfgen.train_lib.train_and_evaluate`):
   MODEL_DIR/model.keras     the trained Keras model
   MODEL_DIR/config.json     the `tfgen.config.TrainConfig` of the run
+
+Wherever a run directory is accepted, "zoo:NAME" names a trained model that ships with
+tfgen (`tfgen.zoo`).
 """
 
 import os
@@ -19,17 +22,34 @@ class RunError(ValueError):
   """A run directory that cannot be used; the message says why and what to do."""
 
 
+def resolve(model_dir):
+  """The directory of `model_dir`, a path or "zoo:NAME" (`tfgen.zoo`).
+
+  Raises:
+    RunError: for a zoo name that is not installed (the message lists those that are).
+  """
+  from tfgen import zoo  # pylint: disable=g-import-not-at-top
+  try:
+    return zoo.resolve(model_dir)
+  except zoo.ZooError as e:
+    raise RunError(str(e)) from e
+
+
 def load_model(model_dir):
   """Loads `model_dir/model.keras` and `config.json` (an empty dict when absent).
 
+  Args:
+    model_dir: a finished run's directory, or "zoo:NAME" (`tfgen.zoo`).
+
   Returns:
-    `(model, config dict)`.
+    `(model, config dict)`; the model compiled (a zoo entry's file holds no optimizer).
 
   Raises:
     RunError: for a missing directory or model file, or a file Keras cannot load.
   """
   import keras  # pylint: disable=g-import-not-at-top
   import tfgen.models  # noqa: F401  Registers the model classes for deserialization.
+  model_dir = resolve(model_dir)
   if not model_dir or not os.path.isdir(model_dir):
     raise RunError(
         f"--model_dir {model_dir!r} is not a directory. Pass the --model_dir of a finished "
@@ -46,6 +66,8 @@ def load_model(model_dir):
         f"{path} cannot be loaded ({type(e).__name__}: {str(e).splitlines()[0][:200]}). "
         "The file is damaged or was written by an incompatible version; re-run training "
         "or restore the file.") from e
+  if not model.compiled:  # Saved without its optimizer: evaluation still needs compile().
+    model.compile()
   config = {}
   config_path = os.path.join(model_dir, "config.json")
   if os.path.isfile(config_path):

@@ -49,6 +49,7 @@ from tfgen import images as images_lib
 from tfgen import latents
 from tfgen import models
 from tfgen import precision as precision_lib
+from tfgen import runs
 from tfgen.models import api
 
 # PixelCNN++'s per-step learning-rate decay (Salimans et al. 2017, code: lr_decay).
@@ -489,13 +490,80 @@ def _build(run):
                 if run.chief else tf.summary.create_noop_writer())
 
 
+def with_initial_model(config):
+  """`config` with the model section of its `init_from` run (when that is set).
+
+  A model section left at its defaults becomes the source run's (name,
+  hyper-parameters, conditioning); one that was given must be the same model.
+
+  Raises:
+    ValueError (tfgen.runs.RunError): for a source that is not a finished run or zoo
+      entry, or a model section that differs from the source's.
+  """
+  mine = config.model
+  if not mine.init_from:
+    return config
+  source_dir = runs.resolve(mine.init_from)
+  if not os.path.isfile(os.path.join(source_dir, "config.json")):
+    raise runs.RunError(
+        f"--init_from={mine.init_from}: {source_dir} has no config.json, so it is not a "
+        "finished train_main.py run. Pass a run directory or zoo:NAME "
+        "(tfgen.zoo.available() lists them).")
+  source = runs.train_config(files.read_json(os.path.join(source_dir, "config.json"),
+                                             "run's configuration")).model
+  default = config_lib.ModelConfig()
+  if (mine.name, mine.hparams, mine.conditional) == (default.name, default.hparams,
+                                                     default.conditional):
+    return config.replace(model=source.name, hparams=dict(source.hparams),
+                          conditional=source.conditional)
+  resolved = lambda m: (m.name, models.model_class(m.name).resolve_hparams(m.hparams),
+                        m.conditional)
+  if resolved(mine) != resolved(source):
+    raise runs.RunError(
+        f"--init_from={mine.init_from} holds a {source.name} model with hparams "
+        f"{dict(source.hparams)}{' (conditional)' if source.conditional else ''}, but this "
+        f"run asks for {mine.name} with {dict(mine.hparams)}"
+        f"{' (conditional)' if mine.conditional else ''}. Leave --model, --hparams and "
+        "--conditional out to fine-tune the source's model.")
+  return config
+
+
+def _initialize_from(run):
+  """The weights of the `init_from` run, into the freshly built `run.model`.
+
+  Raises:
+    ValueError: when the weights do not fit (other levels, channels or classes).
+  """
+  source_path = run.config.model.init_from
+  source, _ = runs.load_model(source_path)
+  theirs, ours = source.get_weights(), run.model.get_weights()
+  mismatch = next(((i, a.shape, b.shape) for i, (a, b) in enumerate(zip(theirs, ours))
+                   if a.shape != b.shape), None)
+  if len(theirs) != len(ours) or mismatch:
+    where = (f"weight {mismatch[0]} is {mismatch[1]} there and {mismatch[2]} here"
+             if mismatch else f"{len(theirs)} weights there, {len(ours)} here")
+    raise ValueError(
+        f"The weights of --init_from={source_path} ({source.image_shape[0]}x"
+        f"{source.image_shape[1]}x{source.image_shape[2]} images, {source.num_levels} "
+        f"levels) do not fit this run's model ({run.model.image_shape[0]}x"
+        f"{run.model.image_shape[1]}x{run.model.image_shape[2]}, "
+        f"{run.model.num_levels} levels): {where}. Fine-tune on data with the source's "
+        "levels and channels (e.g. --binarize=threshold for a binary model, "
+        "--reduce_levels), and its image size for a dense model.")
+  run.model.set_weights(theirs)
+  _say(run.config, f"Initialized from {source_path}.")
+
+
 def _restore_stage(run):
-  """Stage 3: the newest intact checkpoint of a resumed run."""
+  """Stage 3: the newest intact checkpoint of a resumed run; for a new run with
+  `init_from`, that run's weights."""
   latest = _restore(run.checkpoint, run.path("checkpoints"))
   run.start_step = int(run.batches.numpy())
   if run.start_step:
     logging.info("Resuming from %s at step %d of %d.", latest, run.start_step,
                  run.total_steps)
+  elif run.config.model.init_from:
+    _initialize_from(run)
 
 
 def _fit(run):
@@ -731,6 +799,7 @@ def train_and_evaluate(config, workdir, on_trained=None):
     NonFiniteLossError: when the loss becomes NaN or infinite (the last good
       checkpoint is kept).
   """
+  config = with_initial_model(config)
   config.validate()
   # First: a multi-worker strategy must exist before any other TensorFlow op runs.
   r = config.runtime
