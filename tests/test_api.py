@@ -84,12 +84,13 @@ def test_import_tfgen_is_cheap_and_gives_the_submodules():
   code = ("import sys, tfgen; assert 'tensorflow' not in sys.modules; "
           "m = tfgen.models.build('pixelcnn', (3, 3, 1), 2, hidden_dim=4, num_blocks=1, "
           "output_dim=4, input_kernel_size=3, kernel_size=3); "
-          "print(type(m).__name__, tfgen.data.__name__, 'config' in dir(tfgen))")
+          "print(type(m).__name__, tfgen.data.__name__, 'config' in dir(tfgen), "
+          "tfgen.zoo.entry('pixelcnn-digits').family)")
   out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
                        text=True, timeout=300,
                        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=REPO_ROOT))
   assert out.returncode == 0, out.stderr[-2000:]
-  assert out.stdout.split() == ["PixelCNN", "tfgen.data", "True"]
+  assert out.stdout.split() == ["PixelCNN", "tfgen.data", "True", "pixelcnn"]
   with pytest.raises(AttributeError, match="no attribute 'nothing'"):
     import tfgen
     tfgen.nothing  # pylint: disable=pointless-statement

@@ -15,7 +15,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = ("cli", "config", "data", "distributions", "files", "hparams_parser", "images",
                "incremental", "latents", "layers", "models", "precision", "runs", "sampling",
-               "scoring", "train_lib")
+               "scoring", "train_lib", "zoo")
 
 
 def __getattr__(name):
