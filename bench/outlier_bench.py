@@ -2,6 +2,7 @@
 
   python bench/outlier_bench.py                                  # PixelCNN and FC VAE
   python bench/outlier_bench.py --models=vae --cpu_seconds=300 --workdir=runs/outlier
+  python bench/outlier_bench.py --model_dirs=zoo:pixelcnn-binarized_mnist,zoo:vae-binarized_mnist
 
 Trains each model with `tfgen.train_lib` on the 50,000 training images of
 `../shared/data/binarized_mnist.npz` for --cpu_seconds of process CPU time (or reuses a
@@ -9,7 +10,8 @@ finished run in --workdir/MODEL), then scores --images test images drawn at rand
 (the split is sorted by class; the run's test NLL is on the same images) and the same number of outliers of each kind
 (`tfgen.scoring.OUTLIER_KINDS`): uniform noise, left-right mirrored digits (letter-like
 shapes with the digits' own stroke statistics), digits rotated 90 degrees, and
-inverted digits. Prints one JSON object with, per model, its test NLL, and per outlier
+inverted digits. With --model_dirs, scores finished runs or zoo entries instead of
+training (their test NLL is then that of their own run). Prints one JSON object with, per model, its test NLL, and per outlier
 set the mean bits/dim and the AUROC (1 = every outlier scored above every digit, 0.5 =
 chance, below 0.5 = the model finds the outliers *more* likely).
 """
@@ -36,6 +38,10 @@ _IMAGES = flags.DEFINE_integer("images", 1000, "Test images drawn at random (the
                                 "sorted by class), and outliers per set, scored.")
 _IMPORTANCE = flags.DEFINE_integer("importance_samples", 250, "k of the VAE's estimate.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of training, the test subset and the noise.")
+_MODEL_DIRS = flags.DEFINE_list(
+    "model_dirs", [], "Score these finished train_main.py runs or zoo:NAME entries (trained "
+    "on binarized MNIST) instead of training --models.")
+_OUT = bench_data.define_out_flag()
 _WORKDIR = flags.DEFINE_string("workdir", None, "Keep runs in WORKDIR/MODEL (default: temp; "
                                "a finished run there is reused).")
 
@@ -57,9 +63,10 @@ def main(argv):
   path = bench_data.subset_npz(path, _IMAGES.value, _SEED.value)
   report = {"dataset": "binarized_mnist", "images_per_set": _IMAGES.value,
             "cpu_seconds_budget": _CPU_SECONDS.value, "models": {}}
-  for name in _MODELS.value:
-    run = os.path.join(workdir, name)
-    if not os.path.isfile(os.path.join(run, "model.keras")):
+  trained = [(d, d) for d in _MODEL_DIRS.value] or [
+      (name, os.path.join(workdir, name)) for name in _MODELS.value]
+  for name, run in trained:
+    if not _MODEL_DIRS.value and not os.path.isfile(os.path.join(run, "model.keras")):
       lr = 1e-3 if "vae" in name else 2e-3
       config = config_lib.TrainConfig.from_flat(
           model=name, dataset=f"npz:{path}", batch_size=64, epochs=1000.0,
@@ -68,10 +75,10 @@ def main(argv):
           eval_importance_samples=_IMPORTANCE.value)
       metrics = train_lib.train_and_evaluate(config, run)
     else:
-      with open(os.path.join(run, "metrics.json")) as f:
+      with open(os.path.join(runs.resolve(run), "metrics.json")) as f:
         metrics = json.load(f)
     model, config = runs.load_model(run)
-    data = runs.load_data(config)
+    data = runs.load_data(config, dataset=f"npz:{path}")
     start = time.perf_counter()
     _, summary = scoring.score_sets(model, data, "test", scoring.OUTLIER_KINDS,
                                     num_importance_samples=_IMPORTANCE.value,
@@ -85,7 +92,7 @@ def main(argv):
         "sets": {k: {kk: round(vv, 4) if isinstance(vv, float) else vv
                      for kk, vv in v.items()} for k, v in summary.items()}}
     print(json.dumps({name: report["models"][name]}), file=sys.stderr, flush=True)
-  print(json.dumps(report, indent=2))
+  bench_data.report(report, _OUT.value, indent=2)
   return 0
 
 

@@ -162,3 +162,19 @@ def test_the_readme_table_is_the_cards():
     readme = f.read()
   missing = [row for row in zoo.table().splitlines()[2:] if row not in readme]
   assert not missing, "README.md lacks (run bench/zoo_train.py --gallery):\n" + "\n".join(missing)
+
+
+def test_completion_takes_a_zoo_name():
+  from export import complete_main  # pylint: disable=g-import-not-at-top
+  runner = complete_main.load("zoo:pixelcnn-digits")
+  assert (runner.image_shape, runner.num_levels) == ((8, 8, 1), 17)
+  images = np.zeros((1, 8, 8, 1), np.int32)
+  mask = np.ones_like(images)
+  mask[:, 4:] = 0  # 1 where observed: complete the bottom half.
+  noise = {name: np.random.default_rng(0).uniform(size=(1,) + shape).astype(np.float32)
+           for name, shape in runner.noise_shapes.items()}
+  completed = runner(images, mask, noise, None)
+  np.testing.assert_array_equal(completed[:, :4], images[:, :4])  # The given part stays.
+  assert completed.max() < 17
+  with pytest.raises(complete_main.CompletionError, match="No zoo entry"):
+    complete_main.load("zoo:nope")
