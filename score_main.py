@@ -55,6 +55,7 @@ def main(argv):
     return 1
   from tfgen import runs  # Imported after flag parsing: TensorFlow is slow.
   from tfgen import scoring
+  from tfgen import zoo
   try:
     if _BATCH_SIZE.value < 1 or (_MAX_IMAGES.value is not None and _MAX_IMAGES.value < 1):
       raise ValueError("--batch_size and --max_images must be positive.")
@@ -76,7 +77,8 @@ def main(argv):
         batch_size=_BATCH_SIZE.value, num_importance_samples=_IMPORTANCE_SAMPLES.value,
         max_images=_MAX_IMAGES.value, seed=_SEED.value)
     out = _OUT.value or (
-        f"scores-{_MODEL_DIR.value[len('zoo:'):]}.csv" if _MODEL_DIR.value.startswith("zoo:")
+        f"scores-{zoo.entry(_MODEL_DIR.value).name}.csv"
+        if _MODEL_DIR.value.startswith(zoo.PREFIX)
         else os.path.join(_MODEL_DIR.value, "scores.csv"))  # Never into the package.
     scoring.write_csv(out, scores)
   except ValueError as e:  # Incl. RunError and DatasetUnavailableError.

@@ -7,12 +7,13 @@
 Trains each model with `tfgen.train_lib` on the 50,000 training images of
 `../shared/data/binarized_mnist.npz` for --cpu_seconds of process CPU time (or reuses a
 finished run in --workdir/MODEL), then scores --images test images drawn at random
-(the split is sorted by class; the run's test NLL is on the same images) and the same number of outliers of each kind
-(`tfgen.scoring.OUTLIER_KINDS`): uniform noise, left-right mirrored digits (letter-like
-shapes with the digits' own stroke statistics), digits rotated 90 degrees, and
-inverted digits. With --model_dirs, scores finished runs or zoo entries instead of
-training (their test NLL is then that of their own run). Prints one JSON object with, per model, its test NLL, and per outlier
-set the mean bits/dim and the AUROC (1 = every outlier scored above every digit, 0.5 =
+(the split is sorted by class; the run's test NLL is on the same images) and the same
+number of outliers of each kind (`tfgen.scoring.OUTLIER_KINDS`): uniform noise,
+left-right mirrored digits (letter-like shapes with the digits' own stroke statistics),
+digits rotated 90 degrees, and inverted digits. With --model_dirs, scores finished runs
+or zoo entries instead of training (their test NLL is then that of their own run).
+Prints one JSON object with, per model, its test NLL, and per outlier set the mean
+bits/dim and the AUROC (1 = every outlier scored above every digit, 0.5 =
 chance, below 0.5 = the model finds the outliers *more* likely).
 """
 

@@ -89,7 +89,6 @@ DATASET_NAMES = {BINARIZED_MNIST: "binarized_mnist", MNIST_8BIT: "mnist_8bit"}
 # k of the VAE cards' importance-weighted bound, on that many random test images.
 CARD_IMPORTANCE_SAMPLES = 5000
 CARD_IMPORTANCE_IMAGES = 1000
-SAMPLE_GRIDS = ("samples.png", "samples_by_class.png", "reconstructions.png")
 
 _NAME = flags.DEFINE_enum("name", None, sorted(RECIPES), "The zoo entry to train or install.")
 _WORKDIR = flags.DEFINE_string(
@@ -174,7 +173,7 @@ def install(name, run_dir):
   bare = keras.models.load_model(os.path.join(run_dir, "model.keras"), compile=False)
   with files.atomic_path(os.path.join(out, "model.keras")) as partial:
     bare.save(partial)
-  for file_name in ("config.json", "metrics.json") + SAMPLE_GRIDS:
+  for file_name in ("config.json", "metrics.json") + zoo.SAMPLE_GRIDS:
     if os.path.isfile(os.path.join(run_dir, file_name)):
       shutil.copyfile(os.path.join(run_dir, file_name), os.path.join(out, file_name))
   files.atomic_write(os.path.join(out, "card.json"), json.dumps(card, indent=2) + "\n")

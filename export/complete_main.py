@@ -76,12 +76,11 @@ def load(path):
     CompletionError: for a path that is none of these, or a model that cannot complete.
   """
   import json  # pylint: disable=g-import-not-at-top
-  if path.startswith("zoo:"):
-    from tfgen import runs  # pylint: disable=g-import-not-at-top
-    try:
-      path = runs.resolve(path)
-    except runs.RunError as e:
-      raise CompletionError(str(e)) from e
+  from tfgen import runs  # pylint: disable=g-import-not-at-top  # No TensorFlow.
+  try:
+    path = runs.resolve(path)  # "zoo:NAME" -> its directory; other paths unchanged.
+  except runs.RunError as e:
+    raise CompletionError(str(e)) from e
   if os.path.isfile(path) and path.endswith(".tflite"):
     return _load_tflite(path)
   if os.path.isfile(os.path.join(path, "saved_model", "saved_model.pb")):

@@ -10,7 +10,7 @@ and wherever a run directory is accepted, `zoo:NAME` names an entry:
 
   python score_main.py --model_dir=zoo:pixelcnn-digits
   python -m export --model_dir=zoo:vae-digits --out=/tmp/vae
-  python -m export.complete_main --model_dir=zoo:pixelcnn-digits ...
+  python -m export.complete_main --model=zoo:pixelcnn-digits --images=DIR
   python train_main.py --init_from=zoo:pixelcnn-binarized_mnist --dataset=...  # fine-tune
 
 An entry is a finished `train_main.py` run directory reduced to what the tools read,
@@ -39,6 +39,8 @@ ENTRIES_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "entries"
 # images drawn with `SUBSET_SEED` (the whole test split when it is smaller).
 SUBSET_SIZE = 500
 SUBSET_SEED = 0
+# The run's pictures an entry keeps, the first that exists being its sample grid.
+SAMPLE_GRIDS = ("samples.png", "samples_by_class.png", "reconstructions.png")
 
 
 class ZooError(ValueError):
@@ -149,8 +151,7 @@ def table():
     if "class_accuracy" in card:
       nll += f"; samples read as their class {card['class_accuracy']['sample_accuracy']:.0%}"
     paper = f"{card['paper']['nll_nats']:.2f}" if card.get("paper") else ""
-    grid = next((g for g in ("samples.png", "samples_by_class.png", "reconstructions.png")
-                 if os.path.isfile(os.path.join(e.path, g))), None)
+    grid = next((g for g in SAMPLE_GRIDS if os.path.isfile(os.path.join(e.path, g))), None)
     picture = f"[grid](tfgen/zoo/entries/{e.name}/{grid})" if grid else ""
     lines.append(f"| `{e.name}` | {e.parameters:,} | {nll} | {paper} | "
                  f"{training['train_steps']:,} steps, {training['train_seconds'] / 60:.1f} "
@@ -197,5 +198,5 @@ def subset_metrics(model, data, split="test", size=SUBSET_SIZE, batch_size=250,
               num_importance_samples=num_importance_samples)
 
 
-__all__ = ["ENTRIES_DIR", "Entry", "PREFIX", "SUBSET_SEED", "SUBSET_SIZE", "ZooError",
+__all__ = ["ENTRIES_DIR", "Entry", "PREFIX", "SAMPLE_GRIDS", "SUBSET_SEED", "SUBSET_SIZE", "ZooError",
            "available", "entry", "load", "resolve", "subset_indices", "subset_metrics", "table"]
