@@ -49,9 +49,9 @@ RECIPES = {
                                     "--epochs=6"],
     # The VAEs at the VAE benches' rate and precision: with train_main's defaults (2e-3,
     # bfloat16) the VAE's validation -ELBO stood at 103.8 nats after 59 of 100 epochs
-    # (2026-12-07), against 98.5 for vae_bench.py's 48 epochs at 1e-3 in float32, and
-    # bfloat16 did not make its small dense layers faster (0.20 ms per image, 0.16 in
-    # float32 in vae_bench.py).
+    # (2026-12-07); at 1e-3 in float32 it was 98.2 after 59 and 97.0 after 100. Keras's
+    # epoch lines gave mostly 12-13 ms per step in both precisions (the two runs one
+    # after the other, alone): bfloat16 did not make its small dense layers faster.
     "vae-binarized_mnist": ["--model=vae", f"--dataset={BINARIZED_MNIST}", "--epochs=100",
                             "--learning_rate=1e-3", "--mixed_precision=none"],
     "conv_vae-binarized_mnist": ["--model=conv_vae", f"--dataset={BINARIZED_MNIST}",
