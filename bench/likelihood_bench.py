@@ -56,6 +56,7 @@ _CPU_SECONDS = flags.DEFINE_float("cpu_seconds", 0.0,
                                   "Training budget in CPU seconds of this process.")
 _BATCH = flags.DEFINE_integer("batch_size", 64, "Global batch size.")
 _LR = flags.DEFINE_float("learning_rate", 2e-3, "Peak learning rate.")
+_BETA2 = flags.DEFINE_float("adam_beta2", None, "Adam's beta_2 (default: train_main's).")
 _SCHEDULE = flags.DEFINE_string("lr_schedule", "cosine", "cosine or constant.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of initialization and data order.")
 _PRECISION = flags.DEFINE_enum("mixed_precision", "none",
@@ -99,6 +100,7 @@ def main(argv):
       dataset=f"npz:{data_path}",
       conditional=_CONDITIONAL.value, batch_size=_BATCH.value, epochs=epochs,
       learning_rate=_LR.value, lr_schedule=schedule,
+      **({} if _BETA2.value is None else {"adam_beta2": _BETA2.value}),
       max_train_seconds=_CPU_SECONDS.value or _MAX_SECONDS.value,
       budget_clock="cpu" if _CPU_SECONDS.value else "wall",
       num_samples=0, verbose=2, seed=_SEED.value, checkpoint_every=500,
@@ -139,6 +141,7 @@ def main(argv):
       "cpu_seconds": _CPU_SECONDS.value,
       "learning_rate": config.optim.learning_rate,
       "lr_schedule": config.optim.lr_schedule,
+      "adam_beta2": config.optim.adam_beta2,
       "seed": config.runtime.seed,
       "precision": metrics["precision"],
       "pipeline_images_per_second": round(pipeline_rate, 1),

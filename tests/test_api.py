@@ -129,6 +129,11 @@ def test_resuming_compares_only_what_changes_the_run():
   assert config_lib.changed_fields(config.replace(epochs=2.0).to_json(), config) == []
   assert config_lib.changed_fields(config.replace(batch_size=8).to_json(), config) == [
       ("batch_size", 8, 64)]
+  # A run saved before adam_beta2 existed trained with Adam's 0.999: that is its value.
+  assert config_lib.changed_fields(old, config.replace(learning_rate=0.1)) == []
+  assert config_lib.changed_fields(old, config.replace(learning_rate=0.1, adam_beta2=0.98)) == [
+      ("adam_beta2", 0.999, 0.98)]
+  assert config_lib.TrainConfig.from_json(old).optim.adam_beta2 == 0.999
 
 
 def test_every_field_is_one_flag_with_its_help_and_choices():

@@ -38,10 +38,13 @@ def _run_main(args):
 
 
 def test_train_and_evaluate_writes_artifacts(tmp_path):
-  metrics = train_lib.train_and_evaluate(_config(num_samples=4), str(tmp_path))
+  metrics = train_lib.train_and_evaluate(_config(num_samples=4, adam_beta2=0.95),
+                                         str(tmp_path))
   for name in ("config.json", "metrics.json", "samples.png", "model.keras", "checkpoints",
                "tensorboard"):
     assert (tmp_path / name).exists(), name
+  trained = keras.models.load_model(str(tmp_path / "model.keras"))
+  assert trained.optimizer.beta_2 == pytest.approx(0.95)  # The optimizer of the config.
   saved = json.loads((tmp_path / "metrics.json").read_text())
   assert saved == metrics
   assert metrics["train_steps"] == 12 and metrics["dataset"] == "digits"
@@ -129,6 +132,8 @@ def test_ema_resume_ends_where_an_uninterrupted_run_would(tmp_path):
 def test_ema_decay_is_validated():
   with pytest.raises(ValueError, match=r"ema_decay must be in \[0, 1\)"):
     _config(ema_decay=1.0).validate()
+  with pytest.raises(ValueError, match=r"adam_beta2 must be in \(0, 1\)"):
+    _config(adam_beta2=1.0).validate()
 
 
 def test_resume_refuses_a_different_configuration(tmp_path):

@@ -473,7 +473,8 @@ def _build(run):
     ema = ({"use_ema": True, "ema_momentum": config.optim.ema_decay}
            if config.optim.ema_decay else {})
     run.model.compile(optimizer=keras.optimizers.Adam(
-        _learning_rate(config.optim, run.total_steps), **ema))  # Builds it too.
+        _learning_rate(config.optim, run.total_steps), beta_2=config.optim.adam_beta2,
+        **ema))  # Builds it too.
   if run.chief:  # After the build: a config that cannot build must not block a fixed rerun.
     files.atomic_json(run.path("config.json"), config.to_json())  # Other workers read it.
   run.clock = _Clock()
