@@ -210,5 +210,4 @@ def test_train_main_reports_errors_in_one_paragraph(tmp_path):
 
 
 if __name__ == "__main__":
-  import sys
   sys.exit(pytest.main([__file__, "-q"]))
