@@ -134,5 +134,4 @@ def test_multi_worker_configuration_errors():
 
 
 if __name__ == "__main__":
-  import sys
   sys.exit(pytest.main([__file__, "-q"]))
