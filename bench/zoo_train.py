@@ -245,12 +245,14 @@ def main(argv):
     return 0
   if not _NAME.value:
     raise app.UsageError("Pass --name (one of --list) or --list.")
-  if _INSTALL.value or _REMEASURE_SUBSET.value:
-    card = (install(_NAME.value, os.path.join(_WORKDIR.value, _NAME.value)) if _INSTALL.value
-            else remeasure_subset(_NAME.value))
-    bench_data.report(card, _OUT.value, indent=1)
-    return 0
-  return train(_NAME.value, _WORKDIR.value)
+  if _INSTALL.value:
+    card = install(_NAME.value, os.path.join(_WORKDIR.value, _NAME.value))
+  elif _REMEASURE_SUBSET.value:
+    card = remeasure_subset(_NAME.value)
+  else:
+    return train(_NAME.value, _WORKDIR.value)
+  bench_data.report(card, _OUT.value, indent=1)
+  return 0
 
 
 if __name__ == "__main__":

@@ -105,7 +105,7 @@ class OptimConfig:
   learning_rate: float = _option(2e-3, "Adam's (peak) learning rate.")
   adam_beta2: float = _option(
       0.999, "Adam's second-moment decay (beta_2). Lower adapts faster to the gradients' "
-      "scale: after one epoch of binarized MNIST in bfloat16, 0.99 and 0.98 gave 0.4-0.9 "
+      "scale: after one epoch of binarized MNIST in bfloat16, 0.99 and 0.98 gave 0.4-1.0 "
       "nats lower test NLL than 0.999 (bench/results/likelihood_epoch_beta2_2026-12-07.jsonl).")
   lr_schedule: str = _option(
       "cosine", "cosine: decay to zero over the run (measured ~0.5 nats better after one "

@@ -9,7 +9,6 @@ Glossary of tensor shapes:
   K: levels of a subpixel.  P: parameters per pixel (`head.num_params`).
 """
 
-
 import keras
 import numpy as np
 import tensorflow as tf
