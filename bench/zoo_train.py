@@ -245,12 +245,16 @@ def main(argv):
     return 0
   if not _NAME.value:
     raise app.UsageError("Pass --name (one of --list) or --list.")
-  if _INSTALL.value:
-    card = install(_NAME.value, os.path.join(_WORKDIR.value, _NAME.value))
-  elif _REMEASURE_SUBSET.value:
-    card = remeasure_subset(_NAME.value)
-  else:
+  if not (_INSTALL.value or _REMEASURE_SUBSET.value):
     return train(_NAME.value, _WORKDIR.value)
+  try:
+    if _INSTALL.value:
+      card = install(_NAME.value, os.path.join(_WORKDIR.value, _NAME.value))
+    else:
+      card = remeasure_subset(_NAME.value)
+  except ValueError as e:  # RunError, ZooError: no finished run, or no installed entry.
+    print(f"Error: {e}", file=sys.stderr)
+    return 1
   bench_data.report(card, _OUT.value, indent=1)
   return 0
 
