@@ -24,6 +24,39 @@ _cpus = tf.config.list_physical_devices("CPU")
 tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
+
+
+def _no_autotune_thread_per_device():
+  """Builds tf.distribute's per-device input pipelines without tf.data autotuning.
+
+  Keras's `fit` under a strategy reads through a multi-device iterator, which gives
+  each device a pipeline of its own (a generator and a one-element prefetch, nothing
+  to tune) with tf.data's default options, so each starts an autotuning thread. When
+  such an iterator is collected (Keras and tf.distribute keep them in reference
+  cycles), its destructor joins that thread, which finishes its timed wait first:
+  `gc.collect()` after three small `train_and_evaluate` runs took 2.3-17.7 s in 4 of
+  9 processes, and 0.35-0.40 s in all 9 with this change (2026-12-07, this machine
+  kind); in the suite that wait fell on the test that collected, e.g. 13.9 s of
+  teardown after a 10.6 s test. The pipelines' elements and order are unchanged.
+
+  A private TensorFlow function: where a release renames it, nothing is patched and
+  the suite is only slower.
+  """
+  from tensorflow.python.data.ops import multi_device_iterator_ops  # pylint: disable=g-import-not-at-top
+  make = getattr(multi_device_iterator_ops, "_create_device_dataset", None)
+  if make is None:
+    return
+
+  def without_autotune(*args, **kwargs):
+    options = tf.data.Options()
+    options.autotune.enabled = False
+    return make(*args, **kwargs).with_options(options)
+
+  multi_device_iterator_ops._create_device_dataset = without_autotune  # pylint: disable=protected-access
+
+
+_no_autotune_thread_per_device()
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED_DATA = os.path.join(os.path.dirname(REPO_ROOT), "shared", "data")
 
