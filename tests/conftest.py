@@ -25,7 +25,6 @@ tf.config.set_logical_device_configuration(
     _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
-
 def _no_autotune_thread_per_device():
   """Builds tf.distribute's per-device input pipelines without tf.data autotuning.
 
