@@ -189,6 +189,18 @@ def _checked_mask(images, mask):
           "missing subpixels (draw a whole image with sample)"])]
 
 
+def _after(deps, *tensors):
+  """`tensors` (None kept) as identities that exist only once the checks `deps` ran.
+
+  A control dependency orders the ops it is attached to, and a sampler's loop is a
+  called function whose inlined ops could read an input before the checks fail
+  (a gather of an out-of-range label would raise its own, less helpful error first).
+  Reading the inputs through these identities orders everything that uses them.
+  """
+  with tf.control_dependencies(deps):
+    return [None if t is None else tf.nest.map_structure(tf.identity, t) for t in tensors]
+
+
 def _signatures(model, checks=True, batch=None):
   """{name: (tf.function, [TensorSpec])} of everything exported.
 
@@ -211,17 +223,17 @@ def _signatures(model, checks=True, batch=None):
     if checks:
       deps = (_checked_noise(noise, noise_specs, noise["noise"], "noise")
               + _checked_labels(model, labels, noise["noise"]))
-    with tf.control_dependencies(deps):
-      # Without checks this is a TFLite sampler: builtin operators only.
-      levels = model.sample_from_noise(noise, labels, builtin_only=not checks)
+    noise, labels = _after(deps, noise, labels)
+    # Without checks this is a TFLite sampler: builtin operators only.
+    levels = model.sample_from_noise(noise, labels, builtin_only=not checks)
     return {"images": _to_uint8(model, levels), "levels": levels}
 
   def log_prob(images, labels=None):
     deps = []
     if checks:
       deps = _checked_images(model, images) + _checked_labels(model, labels, images)
-    with tf.control_dependencies(deps):
-      nats = model.log_prob_graph(images, labels)
+    images, labels = _after(deps, images, labels)
+    nats = model.log_prob_graph(images, labels)
     return {"log_prob_nats": nats,
             "bits_per_dim": -nats / (float(np.prod(model.image_shape)) * np.log(2.0))}
 
@@ -238,9 +250,9 @@ def _signatures(model, checks=True, batch=None):
         deps = (_checked_images(model, images) + _checked_mask(images, mask)
                 + _checked_noise(noise, completion_specs, images, "images")
                 + _checked_labels(model, labels, images))
-      with tf.control_dependencies(deps):
-        levels = model.complete_from_noise(images, tf.not_equal(mask, 0), noise, labels,
-                                           builtin_only=not checks)
+      images, mask, noise, labels = _after(deps, images, mask, noise, labels)
+      levels = model.complete_from_noise(images, tf.not_equal(mask, 0), noise, labels,
+                                         builtin_only=not checks)
       return {"images": _to_uint8(model, levels), "levels": levels}
 
     mask_spec = tf.TensorSpec((batch,) + model.image_shape, tf.int32, name="mask")
