@@ -150,8 +150,9 @@ class Plan:
       features: F.
       sources: list of `(node, taps)`, taps int `[h * w, T]` positions of that node
         (-1: padding, reads zeros).
-      fn: `fn(gathered) -> [M, B, F]`, `gathered` a list of float32 `[M, T, B, F_src]`
-        (one per source) at the M positions being computed.
+      fn: `fn(gathered) -> [M, B, F]` (or the same as rows `[M * B, F]`, position
+        by position), `gathered` a list of float32 `[M, T, B, F_src]` (one per source)
+        at the M positions being computed; T and F_src are static.
 
     Returns:
       The new `Node`.
@@ -221,15 +222,22 @@ class Plan:
         width = table.shape[1]
         values = arrays[source.index].gather(flat[lo * width:hi * width])  # [M * T, B, F]
         gathered.append(tf.reshape(values, tf.stack([hi - lo, width, batch, source.features])))
-      return arrays[node.index].scatter(positions, self._fns[node.index](gathered))
+      values = self._fns[node.index](gathered)  # [M, B, F] or [M * B, F]
+      return arrays[node.index].scatter(
+          positions, tf.reshape(values, tf.stack([hi - lo, batch, node.features])))
+
+    # [steps + 1, nodes - 1]: where each node's positions of each step start. Read as a
+    # row per step, not a scalar per node: the loop body of PixelCNN++ (digits) went
+    # from 2,137 operations to 385.
+    starts = tf.stack([schedule[node.index][1] for node in self.nodes[1:]], axis=1)
 
     def body(t, images, arrays):
       arrays = list(arrays)
-      for node in self.nodes[1:]:
-        offsets = schedule[node.index][1]
-        lo, hi = offsets[t], offsets[t + 1]
+      now, after = starts[t], starts[t + 1]  # [nodes - 1]
+      for node, lo, hi, busy in zip(self.nodes[1:], tf.unstack(now), tf.unstack(after),
+                                    tf.unstack(after > now)):
         arrays[node.index] = tf.cond(
-            hi > lo, lambda n=node, lo=lo, hi=hi: compute(n, arrays, lo, hi),
+            busy, lambda n=node, lo=lo, hi=hi: compute(n, arrays, lo, hi),
             lambda n=node: arrays[n.index])
 
       def drawn():
