@@ -621,10 +621,8 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler, api.Comp
     The cached one where the model has one and, for a TFLite graph (`builtin_only`),
     it lowers to builtin operators. Outside TFLite it is one `tf.function` per model, so
     a graph that both samples and completes (an export) traces and stores the loop once,
-    traced without AutoGraph (its loops are explicit `tf.while_loop`s; converting the
-    Python that builds them cost a third of an export). For the PixelCNN++ zoo entry
-    that took the export from 17.0 to 11.0 s and the SavedModel's load from 6.9 to 4.2 s.
-    A TFLite graph inlines it: the converter cannot lower a TensorList inside a called
+    traced without AutoGraph (its loops are explicit `tf.while_loop`s, and converting
+    the Python that builds them only adds to every trace). A TFLite graph inlines it: the converter cannot lower a TensorList inside a called
     function.
     """
     if fast is None:

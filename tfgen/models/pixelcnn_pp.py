@@ -342,10 +342,9 @@ class PixelCNNPP(base.AutoregressiveModel):
 
     The nodes compute on rows `[M * B, F]`, one per position and image (position-major),
     so each convolution is one 2-D matmul. Kernels and biases are read, cast and
-    flattened here, once, outside the sampling loop. With `tf.tensordot`'s shape
-    arithmetic at every node the sampling graph of the digits zoo entry had 15,437
-    operations (12,327 without), and each one costs at tracing, export, load and every
-    step.
+    flattened here, once, outside the sampling loop: inside it, they and
+    `tf.tensordot`'s shape arithmetic were repeated for every node, and each operation
+    of the loop costs at tracing, export, load and every step.
     """
     f32 = lambda t: tf.cast(t, tf.float32)  # The cached path computes in float32.
     plan = incremental.Plan(self.image_shape[:2], self.image_shape[-1] + 1)
