@@ -56,16 +56,47 @@ def test_train_and_evaluate_writes_artifacts(tmp_path):
   assert any("tfevents" in f for f in events)
 
 
-def test_resume_ends_where_an_uninterrupted_run_would(tmp_path):
+def _with_callback(monkeypatch, callback):
+  """Every `model.fit` from here on also runs `callback`."""
+  fit = keras.Model.fit
+  monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **kw: fit(
+      self, *a, callbacks=list(callbacks) + [callback], **kw))
+
+
+class _EpochEnds(keras.callbacks.Callback):
+  """(training step, validation loss) at the end of every epoch."""
+
+  def __init__(self):
+    super().__init__()
+    self.ends = []
+
+  def on_epoch_end(self, epoch, logs=None):
+    self.ends.append((int(self.model.optimizer.iterations.numpy()), logs["val_loss"]))
+
+
+def test_resume_ends_where_an_uninterrupted_run_would(tmp_path, monkeypatch):
   straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
   # A constant rate: with cosine decay, extending train_steps changes the schedule.
-  constant = dict(lr_schedule="constant")
-  train_lib.train_and_evaluate(_config(train_steps=12, **constant), straight)
-  train_lib.train_and_evaluate(_config(train_steps=8, **constant), resumed)
-  metrics = train_lib.train_and_evaluate(_config(train_steps=12, **constant), resumed)
+  # Batch 256: 5 steps per epoch of the 1,437 training digits, so the stop at step 8 is
+  # mid-epoch and 12 steps make three epochs.
+  config = dict(lr_schedule="constant", batch_size=256)
+  epochs = {}
+  for workdir, steps in ((straight, 12), (resumed, 8), (resumed, 12)):
+    epochs[workdir, steps] = _EpochEnds()
+    with monkeypatch.context() as patch:
+      _with_callback(patch, epochs[workdir, steps])
+      metrics = train_lib.train_and_evaluate(_config(train_steps=steps, **config), workdir)
   assert metrics["train_steps"] == 12 and metrics["resumed_from_step"] == 8
   for a, b in zip(_weights(straight), _weights(resumed)):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+  # Validation falls at the steps it would without the stop, with the same figures:
+  # the resumed run finishes the interrupted epoch first.
+  assert [step for step, _ in epochs[straight, 12].ends] == [5, 10, 12]
+  assert [step for step, _ in epochs[resumed, 8].ends] == [5, 8]
+  after_resume = epochs[resumed, 12].ends
+  assert [step for step, _ in after_resume] == [10, 12]
+  np.testing.assert_allclose([loss for _, loss in after_resume],
+                             [loss for _, loss in epochs[straight, 12].ends[1:]], rtol=1e-5)
 
 
 # ---- Polyak (EMA) averaging, which PixelCNN++ brought: model-independent ------------
@@ -78,9 +109,7 @@ def _ema_run(tmp_path, monkeypatch, decay):
     def on_train_batch_end(self, batch, logs=None):
       trajectory.append([np.array(v) for v in self.model.trainable_variables])
 
-  fit = keras.Model.fit
-  monkeypatch.setattr(keras.Model, "fit", lambda self, *a, callbacks=(), **kw: fit(
-      self, *a, callbacks=list(callbacks) + [Record()], **kw))
+  _with_callback(monkeypatch, Record())
   trained = []
   train_lib.train_and_evaluate(
       _config(train_steps=4, checkpoint_every=2, ema_decay=decay, lr_schedule="constant"),

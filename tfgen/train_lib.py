@@ -202,6 +202,7 @@ class _CheckpointAndGuard(keras.callbacks.Callback):
     self.clock, self.writer, self.keep = clock, writer, keep
     self.max_seconds, self.budget_clock = max_seconds, budget_clock
     self.bad_step = None
+    self.stopped = False  # Reached `total`, ran out of time, or saw a non-finite value.
 
   def on_train_batch_end(self, batch, logs=None):
     logs = logs or {}
@@ -225,11 +226,14 @@ class _CheckpointAndGuard(keras.callbacks.Callback):
       if not self.keep:  # A non-chief worker's copy: written, then removed.
         tf.io.gfile.rmtree(self.manager.directory)
     if step >= self.total or out_of_time:
-      self.model.stop_training = True
+      self._stop()
 
   def _stop_bad(self, step):
     self.bad_step = step
-    self.model.stop_training = True
+    self._stop()
+
+  def _stop(self):
+    self.stopped = self.model.stop_training = True
 
 
 class _Clock(keras.callbacks.Callback):
@@ -584,8 +588,6 @@ def _fit(run):
   num_epochs = math.ceil(run.total_steps / run.steps_per_epoch)
   if run.start_step < run.total_steps:
     batch_size, eval_batch = config.optim.batch_size, config.outputs.eval_batch_size
-    train_ds = _sharded(run.data.dataset("train", batch_size, training=True,
-                                         seed=config.runtime.seed, start_step=run.start_step))
     valid_ds = (_sharded(run.data.dataset("valid", eval_batch))
                 if run.data.has_split("valid") else None)
     callbacks = [run.clock, guard, _Progbar()]
@@ -598,11 +600,23 @@ def _fit(run):
     if config.outputs.num_samples and run.chief and api.implements(model, api.Sampler):
       callbacks.append(_SampleSummary(run.writer, run.clock, run.batches, config.runtime.seed,
                                       every=max(1, num_epochs // 5)))
-    model.fit(train_ds, epochs=num_epochs,
-              initial_epoch=run.start_step // run.steps_per_epoch,
-              steps_per_epoch=run.steps_per_epoch, validation_data=valid_ds,
-              callbacks=callbacks, verbose=config.runtime.verbose,
-              shuffle=False)  # The dataset is shuffled by seed (resumable); Keras cannot.
+
+    def fit(first_step, epoch, epochs, steps_per_epoch):
+      model.fit(_sharded(run.data.dataset("train", batch_size, training=True,
+                                          seed=config.runtime.seed, start_step=first_step)),
+                epochs=epochs, initial_epoch=epoch, steps_per_epoch=steps_per_epoch,
+                validation_data=valid_ds, callbacks=callbacks,
+                verbose=config.runtime.verbose,
+                shuffle=False)  # The dataset is shuffled by seed (resumable); Keras cannot.
+
+    epoch, into_epoch = divmod(run.start_step, run.steps_per_epoch)
+    if into_epoch:
+      # A run stopped mid-epoch first finishes that epoch alone, so that validation,
+      # sample summaries and the epoch curves fall at the steps an uninterrupted run's do.
+      fit(run.start_step, epoch, epoch + 1, run.steps_per_epoch - into_epoch)
+      epoch += 1
+    if epoch < num_epochs and not guard.stopped:
+      fit(epoch * run.steps_per_epoch, epoch, num_epochs, run.steps_per_epoch)
   run.train_seconds = run.clock.elapsed("wall")
   if guard.bad_step is not None:
     last = run.manager.latest_checkpoint or "none yet"
