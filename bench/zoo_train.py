@@ -183,8 +183,8 @@ def install(name, run_dir):
     card["importance_weighted"] = iwae
     card["test_nll_nats"] = iwae["nll_nats"]
   if getattr(model, "num_classes", None) and config["model"].get("conditional"):
-    card["class_accuracy"] = bench_data.class_accuracy(model, data, per_class=CARD_SAMPLES_PER_CLASS,
-                                                       seed=1)
+    card["class_accuracy"] = bench_data.class_accuracy(
+        model, data, per_class=CARD_SAMPLES_PER_CLASS, seed=1)
   out = os.path.join(zoo.ENTRIES_DIR, name)
   os.makedirs(out, exist_ok=True)
   # Without the optimizer's state: a third of the size, and what a user needs.
