@@ -155,8 +155,8 @@ class ImageModel(HParamsMixin, keras.Model):
     """Nothing to create here: `_finish_init`'s eager call builds every layer.
 
     Without a `build` of its own, Keras would first trace `call` on symbolic inputs to
-    build the layers, then make that eager call anyway: for PixelCNN++ the trace took
-    4.6 of the 7.5 s of loading a zoo entry (cProfile, 2026-12-07).
+    build the layers, then make that eager call anyway: for the larger models most of
+    the time of constructing or loading one.
     """
     del input_shape
 
