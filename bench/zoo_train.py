@@ -63,9 +63,9 @@ RECIPES = {
     "conv_vae-binarized_mnist": ["--model=conv_vae", f"--dataset={BINARIZED_MNIST}",
                                  "--epochs=30", "--learning_rate=1e-3",
                                  "--mixed_precision=none"],
-    # beta_2 0.98 as for the binarized PixelCNNs: in one-epoch PixelCNN runs at the
-    # default 0.999 the same command ended at 90.5 and 116.7 nats, at 0.98 at 88.5 and
-    # 87.2 (bench/results/likelihood_epoch_beta2_2026-12-07.jsonl).
+    # beta_2 0.98 as for the binarized PixelCNN and Gated PixelCNN: in one-epoch PixelCNN
+    # runs at the default 0.999 the same command ended at 90.5 and 116.7 nats, at 0.98
+    # at 88.5 and 87.2 (bench/results/likelihood_epoch_beta2_2026-12-07.jsonl).
     "gated_pixelcnn-mnist_conditional": ["--model=gated_pixelcnn", f"--dataset={MNIST_8BIT}",
                                          "--conditional", "--epochs=40",
                                          "--adam_beta2=0.98"],

@@ -631,8 +631,8 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler, api.Comp
     it lowers to builtin operators. Outside TFLite it is one `tf.function` per model, so
     a graph that both samples and completes (an export) traces and stores the loop once,
     traced without AutoGraph (its loops are explicit `tf.while_loop`s, and converting
-    the Python that builds them only adds to every trace). A TFLite graph inlines it: the converter cannot lower a TensorList inside a called
-    function.
+    the Python that builds them only adds to every trace). A TFLite graph inlines it:
+    the converter cannot lower a TensorList inside a called function.
     """
     if fast is None:
       fast = self.supports_fast_sampling and (self.fast_sampler_is_builtin or not builtin_only)
