@@ -116,10 +116,14 @@ def report(result, out, indent=None):
     append_result(out, result)
 
 
+def command():
+  """The command line that is running, as a results file records it."""
+  return " ".join(["python3"] + [os.path.relpath(sys.argv[0])] + sys.argv[1:])
+
+
 def append_result(path, result):
   """Appends `result` with the machine and the command line as one JSON line to `path`."""
-  record = dict(result, machine=machine(),
-                command=" ".join(["python3"] + [os.path.relpath(sys.argv[0])] + sys.argv[1:]))
+  record = dict(result, machine=machine(), command=command())
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   with open(path, "a") as f:
     f.write(json.dumps(record) + "\n")

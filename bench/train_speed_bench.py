@@ -18,6 +18,7 @@ throughput at the time.
 Prints one JSON object (and writes it to --out):
 
   machine: CPU model, cores, TensorFlow/Keras versions, date
+  command: the command line
   auto_policy: the policy `--mixed_precision=auto` picks on this machine
   conv_gflops: {float32, bfloat16}: the plain convolution's GFLOP/s (2 flops per MAC)
   results: a list of {model, precision, num_params, step_seconds, images_per_second,
@@ -32,6 +33,17 @@ Prints one JSON object (and writes it to --out):
     vs_tfd_pixelcnn         images_per_second / the peer's images_per_second
   input_images_per_second: the tfgen input pipeline on binarized MNIST, when the data
     file is there (it must stay far above every training speed)
+
+With --op_profile, each result also gets `op_profile`, from a TensorFlow profiler trace
+of --steps further steps taken after the timed rounds (the profiler slows a step, so
+these steps are not timed):
+
+  op_profile:
+    op_ms_per_step      kernel time of the step's operations, summed over the threads
+                        that ran them (two operations may run at once)
+    ops_per_step        operations executed per step (a loop body's once per iteration)
+    shares              {class: fraction of op_ms_per_step}, classes of `OP_CLASSES`
+    top                 the 10 costliest operations: [name, ms per step, runs per step]
 
 Run it alone: a second TensorFlow process on the two cores slows both several times.
 """
@@ -64,6 +76,26 @@ _WARMUP = flags.DEFINE_integer("warmup", 3, "Untimed steps per model first.")
 _STEPS = flags.DEFINE_integer("steps", 4, "Timed steps per model per round.")
 _ROUNDS = flags.DEFINE_integer("rounds", 3, "Interleaved rounds; medians are reported.")
 _OUT = flags.DEFINE_string("out", None, "Also write the JSON here.")
+_OP_PROFILE = flags.DEFINE_bool("op_profile", False,
+                                "Also profile --steps steps of each model by operation.")
+
+# Operation classes of --op_profile, by substring of the kernel's name, first match
+# wins; anything else is "other". Data movement copies or rearranges values without
+# arithmetic (the shifts, crops and pads of causal layers, their gradients).
+OP_CLASSES = (
+    ("convolution", ("Conv2D", "Conv3D", "DepthwiseConv")),
+    ("matmul", ("MatMul", "Einsum")),
+    ("data_movement", ("Slice", "Concat", "Pad", "Split", "Transpose", "Reverse", "Tile",
+                       "Gather", "Scatter", "Pack", "Unpack", "Identity", "Reshape",
+                       "TensorList", "TensorArray", "Fill", "ZerosLike", "OnesLike")),
+    ("elementwise", ("Elu", "Relu", "Sigmoid", "Tanh", "Softplus", "Exp", "Log", "Mul",
+                     "Add", "Sub", "Neg", "Div", "Square", "Sqrt", "Rsqrt", "Maximum",
+                     "Minimum", "Select", "Cast", "BiasAdd", "Abs", "Sign", "Pow",
+                     "Greater", "Less", "Equal", "Floor", "Where")),
+    ("reduction", ("Sum", "Mean", "Max", "Min", "Prod", "Softmax", "CrossEntropy",
+                   "LogSumExp", "ArgMax")),
+    ("optimizer", ("Apply", "Assign", "ReadVariable", "ResourceGather")),
+)
 
 
 def _useful_macs(model, images):
@@ -162,6 +194,51 @@ def _conv_flops(dtype):
   return lambda: conv(x, w).numpy(), flops
 
 
+def _op_class(name):
+  for label, parts in OP_CLASSES:
+    if any(part in name for part in parts):
+      return label
+  return "other"
+
+
+def _op_profile(step, steps):
+  """Kernel time by operation of `steps` calls of `step`, from a profiler trace."""
+  import collections  # pylint: disable=g-import-not-at-top
+  import glob  # pylint: disable=g-import-not-at-top
+  import tempfile  # pylint: disable=g-import-not-at-top
+  import tensorflow as tf  # pylint: disable=g-import-not-at-top
+  from tensorflow.python.profiler.internal import _pywrap_profiler_plugin  # pylint: disable=g-import-not-at-top
+  with tempfile.TemporaryDirectory() as logdir:
+    tf.profiler.experimental.start(logdir)
+    try:
+      for _ in range(steps):
+        out = step()
+      if hasattr(out, "numpy"):
+        out.numpy()
+    finally:
+      tf.profiler.experimental.stop()
+    data, _ = _pywrap_profiler_plugin.xspace_to_tools_data(
+        glob.glob(os.path.join(logdir, "plugins", "profile", "*", "*.xplane.pb")),
+        "trace_viewer@", {})
+  # Kernels are the events that say whether they ran eagerly; the others are the
+  # executor's and the thread pools' spans around them, or work inside a kernel.
+  kernels = [e for e in json.loads(data)["traceEvents"]
+             if e.get("ph") == "X" and "is_eager" in e.get("args", {})]
+  micros, runs = collections.Counter(), collections.Counter()
+  for event in kernels:
+    micros[event["name"]] += event["dur"]
+    runs[event["name"]] += 1
+  total = sum(micros.values())
+  shares = collections.Counter()
+  for name, value in micros.items():
+    shares[_op_class(name)] += value / total
+  return {"op_ms_per_step": round(total / 1e3 / steps, 1),
+          "ops_per_step": round(sum(runs.values()) / steps),
+          "shares": {k: round(v, 3) for k, v in shares.most_common()},
+          "top": [[name, round(value / 1e3 / steps, 1), round(runs[name] / steps)]
+                  for name, value in micros.most_common(10)]}
+
+
 def _timed(fn, steps):
   start = time.perf_counter()
   for _ in range(steps):
@@ -238,9 +315,13 @@ def main(argv):
       row.update(useful_gflop_per_image=round(gflop, 4),
                  achieved_gflops=round(gflop * ips, 1),
                  fraction_of_conv_peak=round(gflop * ips / conv_gflops[compute], 3))
+    if _OP_PROFILE.value:
+      row["op_profile"] = _op_profile(runs[(name, precision)][2], _STEPS.value)
+      print(f"profiled {name} {precision}", file=sys.stderr, flush=True)
     results.append(row)
   from tfgen import precision  # pylint: disable=g-import-not-at-top
-  report = {"machine": bench_data.machine(), "auto_policy": precision.auto_policy(),
+  report = {"machine": bench_data.machine(), "command": bench_data.command(),
+            "auto_policy": precision.auto_policy(),
             "batch_size": batch, "side": side,
             "rounds": _ROUNDS.value, "steps_per_round": _STEPS.value,
             "conv_gflops": {k: round(v, 1) for k, v in conv_gflops.items()},
