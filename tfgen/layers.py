@@ -451,6 +451,11 @@ class ConditionBias(keras.layers.Layer):
       self.projection = keras.layers.Dense(self.filters, use_bias=False,
                                            kernel_initializer="zeros")
 
+  def build(self, features_shape, condition_shape=None):
+    """Nothing to create here: `projection` builds on the first call (no symbolic trace
+    of `call` first, as `base.ImageModel.build` explains)."""
+    del features_shape, condition_shape
+
   def bias(self, condition):
     """V^T y: `[B]` labels or `[B, D]` vectors -> `[B, F]`, in the compute dtype."""
     if self.num_classes is None:

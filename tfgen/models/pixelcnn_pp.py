@@ -111,6 +111,14 @@ class GatedResnet(keras.layers.Layer):
     self.class_bias = (None if num_classes is None and condition_dim is None
                        else layers.ConditionBias(2 * filters, num_classes, condition_dim))
 
+  def build(self, x_shape, aux_shape=None, labels_shape=None):
+    """Nothing to create here: the sublayers build on the block's first call.
+
+    As `base.ImageModel.build`: without it Keras would first trace `call` on symbolic
+    inputs, most of the time of building a PixelCNN++.
+    """
+    del x_shape, aux_shape, labels_shape
+
   def call(self, x, aux=None, labels=None, training=False):
     c = self.conv1(concat_elu(x))  # [B, H_s, W_s, F]
     if self.aux_conv is not None:
