@@ -16,7 +16,9 @@ users), its architecture's properties, its training paths.
 - sampler: a chi-square test of samples against exp(log p(x)), naive and cached;
 - bad inputs: float images, a wrong shape, a level >= K, labels for an unconditional
   model, a class label out of range, a wrong `num`, and `compile(loss=...)`: each one
-  ValueError that says what is wrong.
+  ValueError that says what is wrong;
+- building: no layer is built by a symbolic trace of its `call` (every layer that holds
+  sublayers has a `build()` of its own; see docs/development.md).
 """
 
 import keras
@@ -27,6 +29,7 @@ import likelihood_checks as checks
 from tfgen import models
 from tfgen.models import api
 from tfgen.models import base
+from tfgen.models import pixelcnn_pp
 
 # Hyper-parameters small enough for 2x2 .. 3x3 images, per registered family.
 TINY = {
@@ -182,3 +185,33 @@ def test_bad_inputs_are_one_clear_error(name):
         model.sample(num, seed=0)
   with pytest.raises(ValueError, match="defines its own loss"):
     model.compile(loss="mse")
+
+
+def _symbolic_traces(monkeypatch):
+  """The classes of the layers Keras builds by tracing `call` on symbolic inputs, as
+  they happen: Keras does so for a layer without a `build()` of its own."""
+  from keras.src.layers import layer as layer_module  # pylint: disable=g-import-not-at-top
+  traced = []
+  original = layer_module.backend.compute_output_spec
+
+  def recording(fn, *args, **kwargs):
+    traced.append(type(getattr(fn, "__self__", fn)).__name__)
+    return original(fn, *args, **kwargs)
+
+  monkeypatch.setattr(layer_module.backend, "compute_output_spec", recording)
+  return traced
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_building_traces_no_layer_symbolically(name, monkeypatch):
+  traced = _symbolic_traces(monkeypatch)
+  for classes in (None, 3):
+    models.build(name, (4, 4, 1), 2, num_classes=classes, **TINY[name])
+  assert not traced, f"Keras traced {sorted(set(traced))} to build them: give them a build()"
+
+
+def test_the_trace_check_sees_a_layer_without_build(monkeypatch):
+  traced = _symbolic_traces(monkeypatch)
+  monkeypatch.setattr(pixelcnn_pp.GatedResnet, "build", keras.layers.Layer.build)
+  models.build("pixelcnn_pp", (4, 4, 1), 2, **TINY["pixelcnn_pp"])
+  assert "GatedResnet" in traced
