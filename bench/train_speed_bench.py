@@ -88,13 +88,14 @@ OP_CLASSES = (
     ("data_movement", ("Slice", "Concat", "Pad", "Split", "Transpose", "Reverse", "Tile",
                        "Gather", "Scatter", "Pack", "Unpack", "Identity", "Reshape",
                        "TensorList", "TensorArray", "Fill", "ZerosLike", "OnesLike")),
+    # Before element-wise, whose short names they contain: AssignAddVariableOp is the
+    # optimizer's, SparseSoftmaxCrossEntropyWithLogits a reduction.
+    ("optimizer", ("Apply", "Assign", "ReadVariable")),
+    ("reduction", ("Sum", "Mean", "Prod", "Softmax", "CrossEntropy", "ArgMax", "ArgMin")),
     ("elementwise", ("Elu", "Relu", "Sigmoid", "Tanh", "Softplus", "Exp", "Log", "Mul",
                      "Add", "Sub", "Neg", "Div", "Square", "Sqrt", "Rsqrt", "Maximum",
                      "Minimum", "Select", "Cast", "BiasAdd", "Abs", "Sign", "Pow",
                      "Greater", "Less", "Equal", "Floor", "Where")),
-    ("reduction", ("Sum", "Mean", "Max", "Min", "Prod", "Softmax", "CrossEntropy",
-                   "LogSumExp", "ArgMax")),
-    ("optimizer", ("Apply", "Assign", "ReadVariable", "ResourceGather")),
 )
 
 
