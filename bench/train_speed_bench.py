@@ -208,7 +208,8 @@ def _op_profile(step, steps):
   import glob  # pylint: disable=g-import-not-at-top
   import tempfile  # pylint: disable=g-import-not-at-top
   import tensorflow as tf  # pylint: disable=g-import-not-at-top
-  from tensorflow.python.profiler.internal import _pywrap_profiler_plugin  # pylint: disable=g-import-not-at-top
+  # pylint: disable-next=g-import-not-at-top
+  from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
   with tempfile.TemporaryDirectory() as logdir:
     tf.profiler.experimental.start(logdir)
     try:
