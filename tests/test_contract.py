@@ -18,7 +18,7 @@ users), its architecture's properties, its training paths.
   model, a class label out of range, a wrong `num`, and `compile(loss=...)`: each one
   ValueError that says what is wrong;
 - building: no layer is built by a symbolic trace of its `call` (every layer that holds
-  sublayers has a `build()` of its own; see docs/development.md).
+  sublayers mixes in `layers.BuiltByFirstCall`).
 """
 
 import keras
@@ -207,7 +207,7 @@ def test_building_traces_no_layer_symbolically(name, monkeypatch):
   traced = _symbolic_traces(monkeypatch)
   for classes in (None, 3):
     models.build(name, (4, 4, 1), 2, num_classes=classes, **TINY[name])
-  assert not traced, f"Keras traced {sorted(set(traced))} to build them: give them a build()"
+  assert not traced, f"Keras traced {sorted(set(traced))} to build them: mix in BuiltByFirstCall"
 
 
 def test_the_trace_check_sees_a_layer_without_build(monkeypatch):

@@ -82,7 +82,7 @@ class _FunctionCache:
     self.functions = {}
 
 
-class ImageModel(HParamsMixin, keras.Model):
+class ImageModel(HParamsMixin, layers.BuiltByFirstCall, keras.Model):
   """What every tfgen model shares: image and label checks, Keras plumbing, config.
 
   A model of images `[B, H, W, C]` of integer levels in `[0, K)`, optionally
@@ -150,15 +150,6 @@ class ImageModel(HParamsMixin, keras.Model):
   @property
   def num_subpixels(self):
     return int(np.prod(self.image_shape))
-
-  def build(self, input_shape):
-    """Nothing to create here: `_finish_init`'s eager call builds every layer.
-
-    Without a `build` of its own, Keras would first trace `call` on symbolic inputs to
-    build the layers, then make that eager call anyway: for the larger models most of
-    the time of constructing or loading one.
-    """
-    del input_shape
 
   def _finish_init(self):
     """Creates every variable now: shapes are fully known from the constructor."""

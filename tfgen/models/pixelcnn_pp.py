@@ -73,7 +73,7 @@ class CausalConv2DTranspose(keras.layers.Conv2DTranspose):
 
 
 @keras.saving.register_keras_serializable(package="tfgen")
-class GatedResnet(keras.layers.Layer):
+class GatedResnet(layers.BuiltByFirstCall, keras.layers.Layer):
   """The gated resnet block of PixelCNN++ (paper, section 2.5 and figure 2):
 
     c = conv(concat_elu(x)) [+ 1x1 conv(concat_elu(a))]             [..., F]
@@ -110,14 +110,6 @@ class GatedResnet(keras.layers.Layer):
     self.dropout = keras.layers.Dropout(dropout) if dropout > 0 else None
     self.class_bias = (None if num_classes is None and condition_dim is None
                        else layers.ConditionBias(2 * filters, num_classes, condition_dim))
-
-  def build(self, x_shape, aux_shape=None, labels_shape=None):
-    """Nothing to create here: the sublayers build on the block's first call.
-
-    As `base.ImageModel.build`: without it Keras would first trace `call` on symbolic
-    inputs, most of the time of building a PixelCNN++.
-    """
-    del x_shape, aux_shape, labels_shape
 
   def call(self, x, aux=None, labels=None, training=False):
     c = self.conv1(concat_elu(x))  # [B, H_s, W_s, F]
