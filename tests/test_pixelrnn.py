@@ -204,9 +204,9 @@ def test_sequential_steps(monkeypatch, name, shape, steps):
   lengths = []
   scan = pixelrnn._scan
 
-  def counting_scan(step, elems, initializer):
+  def counting_scan(step, elems, *args, **kwargs):
     lengths.append(elems.shape[0])
-    return scan(step, elems, initializer)
+    return scan(step, elems, *args, **kwargs)
 
   monkeypatch.setattr(pixelrnn, "_scan", counting_scan)
   model = _build(name, shape, 2)

@@ -10,7 +10,7 @@ order in which each LSTM layer visits the image:
                     steps (2N - 1 for N x N); the receptive field is every earlier
                     subpixel (with one small departure from [1], see `DiagonalBiLSTM`).
 
-The recurrences run inside the compiled graph (`tf.scan`, a `tf.while_loop`), one scan
+The recurrences run inside the compiled graph (`_scan`, a `tf.while_loop`), one loop
 step per row or diagonal, never a Python loop at run time.
 
 Glossary of tensor shapes:
@@ -100,12 +100,37 @@ def unskew(x, width):
   return tf.slice(flat, [0, 0, 0, 0], [-1, -1, width, -1])  # [B, H, W, F]
 
 
-def _scan(step, elems, initializer):
-  """`tf.scan` over the leading axis: the one place the sequential recurrences run.
+def _scan(step, elems, initializer, output_like):
+  """A scan over the leading axis: the one place the sequential recurrences run.
 
-  A separate function so that tests can count the sequential steps of each model.
+  Unlike `tf.scan`, what a step carries and what it outputs differ: the Diagonal
+  BiLSTM carries its cells but outputs only its states; a stacked output that nothing
+  reads would still be written at every step and zero-filled in the gradient. A
+  separate function so that tests can count the sequential steps of each model.
+
+  Args:
+    step: `step(carry, element) -> (carry, output)`, `output` a tuple of tensors.
+    elems: `[N, ...]`.
+    initializer: the carry before the first step.
+    output_like: a tuple of tensors with the dtypes and shapes of `output`'s (the
+      stacked lists need their element shapes before the loop: TFLite lowers them
+      to builtins only then).
+
+  Returns:
+    The outputs, each stacked `[N, ...]`.
   """
-  return tf.scan(step, elems, initializer=initializer)
+  length = elems.shape[0]
+  inputs = tf.TensorArray(elems.dtype, size=length, element_shape=elems.shape[1:]).unstack(elems)
+  outputs = tuple(tf.TensorArray(like.dtype, size=length, element_shape=like.shape)
+                  for like in output_like)
+
+  def body(n, carry, outputs):
+    carry, output = step(carry, inputs.read(n))
+    return n + 1, carry, tuple(array.write(n, y) for array, y in zip(outputs, output))
+
+  _, _, outputs = tf.while_loop(lambda n, *_: n < length, body,
+                                (tf.constant(0), initializer, outputs))
+  return tuple(array.stack() for array in outputs)
 
 
 def _gate_convs(units, kernel_size, num_colors, prefix):
@@ -179,9 +204,11 @@ class RowLSTMLayer(keras.layers.Layer):
 
     def step(carry, row_gates):  # row_gates: [B, W, G]
       state, cell = carry  # each [B, W, h], row i - 1
-      return lstm_update(row_gates + self.state_gates(state), cell)
+      carry = lstm_update(row_gates + self.state_gates(state), cell)
+      return carry, carry
 
-    states, cells = _scan(step, tf.transpose(gates, [1, 0, 2, 3]), (zeros, zeros))  # [H, B, W, h]
+    states, cells = _scan(step, tf.transpose(gates, [1, 0, 2, 3]), (zeros, zeros),
+                          output_like=(zeros, zeros))  # each [H, B, W, h]
     return tf.transpose(states, [1, 0, 2, 3]), tf.transpose(cells, [1, 0, 2, 3])
 
   def call(self, x):
@@ -308,9 +335,10 @@ class DiagonalBiLSTMLayer(keras.layers.Layer):
                      [[0, 0], [1, 0], [0, 0]])  # [2B, H, h], row i - 1
       taps = tf.reshape(tf.concat([above, state], axis=-1), [2, -1, 2 * self.units])
       recurrent = tf.reshape(tf.matmul(taps, kernel), [2 * batch, height, 4 * self.units])
-      return lstm_update(column_gates + recurrent, cell)
+      state, cell = lstm_update(column_gates + recurrent, cell)
+      return (state, cell), (state,)
 
-    states, _ = _scan(step, columns, (zeros, zeros))  # [N, 2B, H, h]
+    states, = _scan(step, columns, (zeros, zeros), output_like=(zeros,))  # [N, 2B, H, h]
     states = unskew(tf.transpose(states, [1, 2, 0, 3]), width)  # [2B, H, W, h]
     left, right = tf.split(states, 2, axis=0)  # each [B, H, W, h]
     return left, tf.reverse(right, axis=[2])
@@ -687,7 +715,7 @@ class DiagonalBiLSTM(_PixelRNN):
     naive sampler; same arithmetic, so the same images.
 
     A chunk starting after row 0 takes the states of row `row_start - 1` from one full
-    pass over `images`; from row 0 they are zero and the pass (whose `tf.scan` TFLite
+    pass over `images`; from row 0 they are zero and the pass (whose scan TFLite
     cannot lower) is left out of the graph.
 
     Args and returns: see `base.AutoregressiveModel.incremental_fill`.
