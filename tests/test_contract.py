@@ -18,12 +18,15 @@ users), its architecture's properties, its training paths.
   model, a class label out of range, a wrong `num`, and `compile(loss=...)`: each one
   ValueError that says what is wrong;
 - building: no layer is built by a symbolic trace of its `call` (every layer that holds
-  sublayers mixes in `layers.BuiltByFirstCall`).
+  sublayers mixes in `layers.BuiltByFirstCall`);
+- XLA: a training step compiles with `jit_compile=True`, which `compile()` picks by
+  default on a GPU without a distribution strategy, and computes the same loss.
 """
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import likelihood_checks as checks
 from tfgen import models
@@ -185,6 +188,42 @@ def test_bad_inputs_are_one_clear_error(name):
         model.sample(num, seed=0)
   with pytest.raises(ValueError, match="defines its own loss"):
     model.compile(loss="mse")
+
+
+def _training_losses(name, jit_compiles):
+  """The loss of one training step of the same tiny model, once per `jit_compile`."""
+  images = {"image": np.random.default_rng(0).integers(0, 4, (4, 3, 3, 1)).astype(np.int32)}
+  losses = []
+  for jit_compile in jit_compiles:
+    keras.utils.set_random_seed(0)  # The same weights, and the same noise where drawn.
+    model = _build(name, (3, 3, 1), 4)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), jit_compile=jit_compile)
+    losses.append(float(model.train_on_batch(images, return_dict=True)["loss"]))
+  return losses
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_a_training_step_compiles_under_xla(name):
+  """On a GPU, `model.compile()` turns XLA on (Keras's `jit_compile="auto"`) unless a
+  distribution strategy is active: a user's own `fit` runs every family under it."""
+  plain, xla = _training_losses(name, (False, True))
+  assert np.isfinite(xla)
+  if not api.implements(models.model_class(name), api.VariationalModel):
+    # XLA draws other noise for a variational model's sampled ELBO; the rest is exact.
+    assert xla == pytest.approx(plain, rel=1e-5)
+
+
+def test_the_xla_check_fails_on_a_loop_without_a_bound(monkeypatch):
+  """XLA needs a bound on a `tf.while_loop` that stacks a list (the PixelRNNs' scan)."""
+  original = tf.while_loop
+
+  def unbounded(*args, maximum_iterations=None, **kwargs):
+    del maximum_iterations
+    return original(*args, **kwargs)
+
+  monkeypatch.setattr(tf, "while_loop", unbounded)
+  with pytest.raises(tf.errors.InvalidArgumentError, match="fixed tensor list size"):
+    _training_losses("row_lstm", (True,))
 
 
 def _symbolic_traces(monkeypatch):

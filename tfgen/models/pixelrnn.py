@@ -105,7 +105,9 @@ def _scan(step, elems, initializer, output_like):
 
   Unlike `tf.scan`, what a step carries and what it outputs differ: the Diagonal
   BiLSTM carries its cells but outputs only its states; a stacked output that nothing
-  reads would still be written at every step and zero-filled in the gradient. A
+  reads would still be written at every step and zero-filled in the gradient. The loop
+  declares its trip count as `maximum_iterations`: XLA compiles a loop that stacks
+  lists only with that bound, and `compile()` turns XLA on by default on a GPU. A
   separate function so that tests can count the sequential steps of each model.
 
   Args:
@@ -129,7 +131,8 @@ def _scan(step, elems, initializer, output_like):
     return n + 1, carry, tuple(array.write(n, y) for array, y in zip(outputs, output))
 
   _, _, outputs = tf.while_loop(lambda n, *_: n < length, body,
-                                (tf.constant(0), initializer, outputs))
+                                (tf.constant(0), initializer, outputs),
+                                maximum_iterations=length)
   return tuple(array.stack() for array in outputs)
 
 
