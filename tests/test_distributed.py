@@ -134,21 +134,29 @@ FAMILIES["row_lstm"].update(num_layers=1)
 FAMILIES["diagonal_bilstm"].update(num_layers=1)
 
 
-@pytest.mark.parametrize("name", sorted(FAMILIES))
-def test_every_family_trains_in_bfloat16_with_a_float32_loss(name):
-  # The auto policy is bf16 on AVX512_BF16 machines: every family must train in it.
-  assert sorted(FAMILIES) == models.available()
+def _build_under(policy, name, classes):
   previous = keras.mixed_precision.global_policy()
-  keras.mixed_precision.set_global_policy("mixed_bfloat16")
+  keras.mixed_precision.set_global_policy(policy)
   try:
-    model = models.build(name, (8, 8, 1), 2, **FAMILIES[name])
+    return models.build(name, (8, 8, 1), 2, num_classes=classes, **FAMILIES[name])
   finally:
     keras.mixed_precision.set_global_policy(previous)
+
+
+@pytest.mark.parametrize("classes", [None, 3])
+@pytest.mark.parametrize("name", sorted(FAMILIES))
+def test_every_family_trains_in_bfloat16_with_a_float32_loss(name, classes):
+  # The auto policy is bf16 on AVX512_BF16 machines and newer GPUs, float16 on older
+  # GPUs: every family, with and without classes, must build in both and train in bf16.
+  assert sorted(FAMILIES) == models.available()
+  _build_under("mixed_float16", name, classes)  # Building runs the model once.
+  model = _build_under("mixed_bfloat16", name, classes)
   model.compile(keras.optimizers.Adam(1e-3))
   x = np.random.default_rng(0).integers(0, 2, (4, 8, 8, 1)).astype(np.uint8)
-  logs = model.train_on_batch({"image": x}, return_dict=True)
+  inputs = {"image": x} if classes is None else {"image": x, "label": np.arange(4) % 3}
+  logs = model.train_on_batch(inputs, return_dict=True)
   assert np.isfinite(logs["loss"])
-  loss = model.compute_loss({"image": x}, y_pred=model({"image": x}))
+  loss = model.compute_loss(inputs, y_pred=model(inputs))
   assert loss.dtype == tf.float32
 
 

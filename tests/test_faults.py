@@ -387,6 +387,17 @@ def test_a_quiet_run_prints_only_what_the_user_asked_for(tmp_path):
   assert "Evaluating on the test split" in out and "2/2" in out and "22/22" not in out
 
 
+def test_an_error_inside_a_layer_call_keeps_its_message():
+  class Failing(keras.layers.Layer):
+    def call(self, x):
+      raise tf.errors.InvalidArgumentError(None, None, "Labels must lie in [0, 3).")
+
+  with pytest.raises(tf.errors.InvalidArgumentError) as caught:
+    Failing()(tf.zeros([1]))
+  assert str(caught.value).startswith("Exception encountered when calling")  # Keras's.
+  assert cli.first_line(caught.value) == "Labels must lie in [0, 3)."
+
+
 def test_tf_error_lines_become_one_sentence():
   @tf.function  # As in a training step.
   def step(x):

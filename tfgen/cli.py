@@ -11,6 +11,7 @@ keeps them out; `TF_CPP_MIN_LOG_LEVEL` set by the user is respected.
 
 import contextlib
 import os
+import re
 import sys
 
 HELP_FLAGS = ("--help", "-h", "-?", "--helpshort")
@@ -97,12 +98,19 @@ def run(main, extra_help=None):
 
 
 def first_line(error):
-  """The message of a TensorFlow op error without its graph trace (for a paragraph)."""
+  """The message of a TensorFlow op error without its graph trace (for a paragraph).
+
+  Keras wraps an error raised inside a layer's `call` in "Exception encountered when
+  calling X.call()." and the message in bold (terminal escapes): the message is what
+  names the problem.
+  """
   text = getattr(error, "message", None) or str(error)
+  text = re.sub(r"\x1b\[[0-9;]*m", "", text)
   for line in text.splitlines():
     line = line.strip()
     if line and not line.startswith(("Graph execution error", "Detected at node",
-                                     "<stack traces", "[[", "File ")):
+                                     "<stack traces", "[[", "File ",
+                                     "Exception encountered when calling")):
       if line.startswith("assertion failed: [") and line.endswith("]"):
         line = line[len("assertion failed: ["):-1]  # A tf.debugging.Assert's message.
       return line.replace("\\'", "'")

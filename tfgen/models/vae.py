@@ -135,7 +135,9 @@ class EncoderDecoder(base.ImageModel, api.LatentModel):
     """Per-pixel parameters `[B, H, W, P]` of codes `z` `[B, D]`."""
     y = self._one_hot(labels)
     if y is not None:
-      z = tf.concat([z, y], axis=-1)
+      # An autoencoder's code comes from its encoder, in the compute dtype of a mixed
+      # policy (bfloat16, float16); the one-hot labels are float32.
+      z = tf.concat([z, tf.cast(y, z.dtype)], axis=-1)
     return self.decoder(z, training=training)
 
   def _checked(self, images, labels):
