@@ -17,6 +17,8 @@ users), its architecture's properties, its training paths.
 - bad inputs: float images, a wrong shape, a level >= K, labels for an unconditional
   model, a class label out of range, a wrong `num`, and `compile(loss=...)`: each one
   ValueError that says what is wrong;
+- Keras's targets: `fit(images, y)` and `(image, y)` datasets condition on y as the
+  inputs dict does; an unconditional model refuses a y, every model sample weights;
 - building: no layer is built by a symbolic trace of its `call` (every layer that holds
   sublayers mixes in `layers.BuiltByFirstCall`);
 - XLA: a training step compiles with `jit_compile=True`, which `compile()` picks by
@@ -188,6 +190,49 @@ def test_bad_inputs_are_one_clear_error(name):
         model.sample(num, seed=0)
   with pytest.raises(ValueError, match="defines its own loss"):
     model.compile(loss="mse")
+
+
+@pytest.mark.parametrize("name", ALL)
+def test_keras_targets_are_the_condition(name):
+  """Keras's `fit(x, y)` and `(image, label)` datasets: y is the label, or the vector of
+  a model built with `condition_dim`; a model without conditioning refuses a y (it would
+  ignore it), and every model refuses sample weights (Keras itself drops those where
+  there is no y)."""
+  images = np.random.default_rng(0).integers(0, 3, (4, 3, 3, 1)).astype(np.int32)
+  labels = np.array([0, 1, 1, 0], np.int32)
+  built = {"label": _build(name, (3, 3, 1), 3, classes=2)}
+  if models.model_class(name).SUPPORTS_CONDITION_VECTOR:
+    built["condition"] = checks.randomize(models.build(
+        name, (3, 3, 1), 3, condition_dim=2, **TINY[name]), seed=0)
+  for key, model in built.items():
+    y = labels if key == "label" else np.eye(2, dtype=np.float32)[labels]
+    other = 1 - y
+    model.compile(optimizer=keras.optimizers.SGD(0.0))
+    inputs = model._checked_batch((tf.constant(images), tf.constant(y)))  # pylint: disable=protected-access
+    np.testing.assert_array_equal(inputs[key], y)
+    pairs = tf.data.Dataset.from_tensor_slices((images, y)).batch(4)  # as_supervised
+    by_pairs = model.evaluate(pairs, verbose=0, return_dict=True)
+    if not api.implements(model, api.VariationalModel):  # Their evaluation draws noise.
+      by_dict = model.evaluate({"image": images, key: y}, batch_size=4, verbose=0,
+                               return_dict=True)
+      assert by_pairs == pytest.approx(by_dict, rel=1e-5)  # numpy and tf.data round apart
+      assert model.evaluate({"image": images, key: other}, batch_size=4, verbose=0,
+                            return_dict=True) != pytest.approx(by_dict, rel=1e-3)
+    if key == "condition":  # The rest is the same code for both kinds of y.
+      continue
+    model.fit(images, y, batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match=f"pass the {key}s once"):
+      model.fit({"image": images, key: y}, y, batch_size=4, verbose=0)
+    with pytest.raises(ValueError, match="does not take sample weights"):
+      model.fit(images, y, sample_weight=np.ones(4), batch_size=4, verbose=0)
+  unconditional = _build(name, (3, 3, 1), 3)
+  unconditional.compile(optimizer=keras.optimizers.Adam())
+  before = [w.copy() for w in unconditional.get_weights()]
+  for call in (unconditional.fit, unconditional.evaluate):
+    with pytest.raises(ValueError, match="is not conditional.*would ignore"):
+      call(images, labels, batch_size=4, verbose=0)
+  for a, b in zip(before, unconditional.get_weights()):
+    np.testing.assert_array_equal(a, b)
 
 
 def _training_losses(name, jit_compiles):

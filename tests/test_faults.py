@@ -252,7 +252,7 @@ _LABELS = np.zeros(8, np.int32)
     (_GOOD, _LABELS - 1, tf.errors.InvalidArgumentError, "class indices in [0, 3)"),
     (np.zeros((8, 5, 4, 1), np.uint8), _LABELS, (ValueError, tf.errors.InvalidArgumentError),
      "takes images of shape"),
-    (_GOOD, None, ValueError, "give the dataset a 'label' key"),
+    (_GOOD, None, ValueError, "pass the labels as fit(images, labels)"),
 ])
 @pytest.mark.parametrize("method", ["fit", "evaluate"])
 def test_fit_and_evaluate_check_their_batches(conditional_model, method, images, labels,

@@ -365,10 +365,21 @@ class ImageModel(HParamsMixin, layers.BuiltByFirstCall, keras.Model):
     >= K or a label >= num_classes would otherwise be a raw gather error on a CPU and
     silently NaN or zero on a GPU.
 
+    Keras's `(x, y)` convention is the conditioning: `fit(images, labels)`, a dataset of
+    `(image, label)` pairs (`tfds.load(..., as_supervised=True)`) or, for a model built
+    with `condition_dim`, `fit(images, vectors)` become the inputs dict. A model without
+    conditioning refuses a y rather than ignore it: it would train p(x) while its user
+    believes it learns p(x | y).
+
     Args:
       data: what Keras passes a step: the inputs, or `(inputs, y, sample_weight)`.
+
+    Returns:
+      `inputs`, or `(inputs, None, sample_weight)` where there are sample weights.
     """
-    inputs = data[0] if isinstance(data, tuple) else data
+    inputs, targets, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+    if targets is not None:
+      inputs = self._with_targets(inputs, targets)
     images, labels = unpack_inputs(inputs)
     images = tf.convert_to_tensor(images)
     if not images.dtype.is_integer:
@@ -401,16 +412,18 @@ class ImageModel(HParamsMixin, layers.BuiltByFirstCall, keras.Model):
       condition = inputs.get("condition") if isinstance(inputs, dict) else None
       if condition is None:
         raise ValueError(
-            f"Model {self.name!r} is conditioned on a vector: give the dataset a "
-            f"'condition' key of floats [batch, {self.condition_dim}].")
+            f"Model {self.name!r} is conditioned on a vector of {self.condition_dim} floats "
+            "per image: pass them as fit(images, vectors), or as a dataset of (image, "
+            "vector) pairs or of dicts with a 'condition' key.")
       checks.append(tf.debugging.Assert(
           tf.reduce_all(tf.math.is_finite(tf.cast(condition, tf.float32))),
           ["condition holds NaN or inf values."]))
     elif self.num_classes is not None:
       if labels is None:
         raise ValueError(
-            f"Model {self.name!r} is class-conditional ({self.num_classes} classes): give "
-            "the dataset a 'label' key.")
+            f"Model {self.name!r} is class-conditional ({self.num_classes} classes): pass the "
+            "labels as fit(images, labels), or as a dataset of (image, label) pairs or of "
+            "dicts with a 'label' key.")
       labels = tf.convert_to_tensor(labels)
       if not labels.dtype.is_integer:
         raise ValueError(f"Labels must be integers, got {labels.dtype.name}.")
@@ -421,7 +434,31 @@ class ImageModel(HParamsMixin, layers.BuiltByFirstCall, keras.Model):
            "outside that range."]))
     with tf.control_dependencies(checks):
       inputs = tf.nest.map_structure(tf.identity, inputs)
-    return (inputs,) + data[1:] if isinstance(data, tuple) else inputs
+    return inputs if sample_weight is None else (inputs, None, sample_weight)
+
+  def _refuse_sample_weight(self, sample_weight):
+    """Every loss is a mean over images; weighting them is not supported."""
+    if sample_weight is not None:
+      raise ValueError(
+          f"Model {self.name!r} does not take sample weights: its loss is the mean over "
+          "the images of the batch. Drop sample_weight; to weight images, repeat or "
+          "resample them in the input pipeline.")
+
+  def _with_targets(self, inputs, targets):
+    """The inputs dict of a `(images, y)` batch: y is the label or condition vector."""
+    if self.num_classes is None and self.condition_dim is None:
+      raise ValueError(
+          f"Model {self.name!r} is not conditional: fit and evaluate take images only "
+          "(what it learns to model is the images themselves), but it was also given "
+          "targets y, which it would ignore. Pass the images alone, e.g. "
+          "model.fit(images), or build the model with num_classes=K (or condition_dim=D) "
+          "to condition on y.")
+    key = "label" if self.condition_dim is None else "condition"
+    if isinstance(inputs, dict):
+      raise ValueError(
+          f"Model {self.name!r} was given a dict of inputs and targets y: pass the "
+          f"{key}s once, either as y (fit(images, {key}s)) or under the dict's {key!r} key.")
+    return {"image": inputs, key: targets}
 
   def _reducible_logs(self, logs):
     # Keras (3.15) reduces step logs across a multi-worker cluster with
@@ -818,8 +855,7 @@ class AutoregressiveModel(ImageModel, api.LikelihoodModel, api.Sampler, api.Comp
     local batch would scale the update by the number of replicas.
     """
     del y
-    if sample_weight is not None:
-      raise ValueError("Sample weights are not supported by likelihood models.")
+    self._refuse_sample_weight(sample_weight)
     images, _ = unpack_inputs(x)
     nll = -self.head.image_distribution(y_pred).log_prob(tf.cast(images, tf.int32))  # [B]
     self.nll_tracker.update_state(nll)

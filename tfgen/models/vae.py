@@ -191,7 +191,8 @@ class Autoencoder(EncoderDecoder):
   def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
     """Mean squared error per pixel, on images scaled to [0, 1], averaged over the
     global batch (`tf.nn.compute_average_loss`, so replicas are not double counted)."""
-    del y, sample_weight, training
+    del y, training
+    self._refuse_sample_weight(sample_weight)
     images, _ = base.unpack_inputs(x)
     target = tf.cast(images, tf.float32) / (self.num_levels - 1)  # [B, H, W, C]
     # float32 whatever the policy: the loss of a mixed-precision model stays float32.
@@ -523,8 +524,7 @@ class VAE(EncoderDecoder, api.VariationalModel, api.Completer):
     """Negative ELBO in nats per image (with beta and warm-up when training), as sum /
     global batch size so that replicas' gradients add up to the batch mean."""
     del y
-    if sample_weight is not None:
-      raise ValueError("Sample weights are not supported by likelihood models.")
+    self._refuse_sample_weight(sample_weight)
     images, _ = base.unpack_inputs(x)
     reconstruction = self.head.image_distribution(y_pred["likelihood"]).log_prob(
         tf.cast(images, tf.int32))  # [B]
