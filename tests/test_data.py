@@ -532,6 +532,13 @@ def test_wrong_rank(tmp_path, shape):
     data.load(_npz(tmp_path, images=np.zeros(shape, np.uint8)))
 
 
+@pytest.mark.parametrize("shape", [(4, 1, 5, 6), (4, 3, 6, 5)])
+def test_channels_first_arrays(tmp_path, shape):
+  # Read as given they would be images of height 1 or 3 with 6 or 5 channels.
+  with pytest.raises(ValueError, match=r"looks channels-first.*np.transpose\(x, \(0, 2, 3, 1\)\)"):
+    data.load(_npz(tmp_path, images=np.zeros(shape, np.uint8)))
+
+
 def test_values_out_of_range_for_num_levels(tmp_path):
   x = np.resize(np.uint8([0, 5]), (4, 3, 3))
   with pytest.raises(ValueError, match=r"values in \[0, 5\], outside the 4 levels"):

@@ -332,6 +332,12 @@ def _as_images(spec, key, array):
     raise ValueError(
         f"{spec}: array {key!r} has shape {array.shape}; images must be (N, H, W) or "
         "(N, H, W, C).")
+  if array.shape[1] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
+    # (N, C, H, W), as PyTorch stores images, would load as images of height C with W
+    # channels, and a model would train on them without complaint.
+    raise ValueError(
+        f"{spec}: array {key!r} has shape {array.shape}, which looks channels-first (N, C, "
+        "H, W); tfgen reads (N, H, W, C). Save np.transpose(x, (0, 2, 3, 1)) instead.")
   if array.dtype == bool:
     array = array.astype(np.uint8)
   if not np.issubdtype(array.dtype, np.integer):
