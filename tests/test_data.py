@@ -301,6 +301,36 @@ def test_folder_gray_rgb_files_become_one_channel(tmp_path):
   assert d.info.image_shape == (3, 3, 1)
 
 
+def test_folder_16_bit_pngs_are_scaled_to_8_bits(tmp_path):
+  levels = np.array([[0, 257, 32896], [65535, 1000, 65278]], np.uint16)
+  os.makedirs(tmp_path / "deep")
+  for i in range(3):
+    Image.fromarray(levels).save(tmp_path / "deep" / f"{i}.png")  # 16-bit grey PNG
+  d = data.load(f"folder:{tmp_path / 'deep'}", split_fractions=(1.0, 0.0, 0.0))
+  assert d.info.num_levels == 256
+  got = _collect(d.dataset("train", 8))["image"]
+  # round(v / 257); clipping, PIL's own conversion, gives [[0, 255, 255], [255, 255, 255]].
+  np.testing.assert_array_equal(got[0, ..., 0], [[0, 1, 128], [255, 4, 254]])
+
+
+def test_folder_1_bit_images_have_two_levels(tmp_path):
+  rng = np.random.default_rng(0)
+  os.makedirs(tmp_path / "bw")
+  bits = rng.integers(0, 2, (4, 5, 6)).astype(np.uint8)
+  for i, b in enumerate(bits):
+    Image.fromarray(b * 255).convert("1").save(tmp_path / "bw" / f"{i}.png")
+  d = data.load(f"folder:{tmp_path / 'bw'}", split_fractions=(1.0, 0.0, 0.0))
+  assert d.info.num_levels == 2 and d.info.image_shape == (5, 6, 1)
+  got = _collect(d.dataset("train", 8))["image"][..., 0]
+  np.testing.assert_array_equal(np.sort(got.reshape(4, -1), 0), np.sort(bits.reshape(4, -1), 0))
+  assert set(np.unique(data.load(f"folder:{tmp_path / 'bw'}", image_size=3,
+                                 split_fractions=(1.0, 0.0, 0.0)).dataset("train", 8)
+                       .as_numpy_iterator().next()["image"])) <= {0, 1}
+  # One 8-bit grey picture among them: all are read with 256 levels.
+  _save_png(tmp_path / "bw" / "grey.png", np.full((5, 6), 128))
+  assert data.load(f"folder:{tmp_path / 'bw'}").info.num_levels == 256
+
+
 def test_folder_mixed_sizes(tmp_path):
   root = tmp_path / "mixed"
   _save_png(root / "a.png", np.full((8, 8), 100))

@@ -440,7 +440,10 @@ def _folder(path, image_size):
         pictures.append(im.copy())
     except Exception as e:  # PIL raises many kinds for unreadable files.
       raise ValueError(f"{spec}: cannot read image {f} ({e}).") from e
-  gray = all(p.mode in ("1", "L", "I;16", "I", "F") or _is_gray(p) for p in pictures)
+  # All 1-bit (black and white): levels 0/1, as for 0/1 npz data, not 0/255 of 256.
+  binary = all(p.mode == "1" for p in pictures)
+  pictures = [_eight_bit(p) for p in pictures]
+  gray = all(p.mode in ("1", "L") or _is_gray(p) for p in pictures)
   mode = "L" if gray else "RGB"
   sizes = {p.size for p in pictures}
   if image_size is None and len(sizes) > 1:
@@ -452,10 +455,25 @@ def _folder(path, image_size):
     if image_size is not None:
       p = _center_crop_resize(p, image_size)
     a = np.asarray(p, np.uint8)
+    if binary:
+      a = (a > 127).astype(np.uint8)  # A resize's grey edges go to the nearer level.
     arrays.append(a[..., None] if a.ndim == 2 else a)
   images = np.stack(arrays)
   labels = np.array([k for _, k in files], np.int32) if classes else None
-  return {"train": (images, labels)}, tuple(classes) if classes else None, 256
+  return {"train": (images, labels)}, tuple(classes) if classes else None, 2 if binary else 256
+
+
+def _eight_bit(picture):
+  """A 16-bit grey PNG as 8-bit grey, scaled (round(v * 255 / 65535)) as
+  `tf.io.decode_png(..., dtype=tf.uint8)` does: PIL's convert("L") clips it at 255
+  instead, which turns most of such an image white."""
+  from PIL import Image
+  if not (picture.mode.startswith("I;16") or picture.mode == "I"):
+    return picture
+  a = np.asarray(picture, np.int64)
+  if picture.mode.startswith("I;16") or a.max() > 255:  # mode "I": 16-bit or 8-bit levels.
+    a = np.round(np.clip(a, 0, 65535) * (255 / 65535))
+  return Image.fromarray(a.astype(np.uint8), "L")
 
 
 def _is_gray(picture):
