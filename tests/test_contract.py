@@ -210,6 +210,8 @@ def test_keras_targets_are_the_condition(name):
     model.compile(optimizer=keras.optimizers.SGD(0.0))
     inputs = model._checked_batch((tf.constant(images), tf.constant(y)))  # pylint: disable=protected-access
     np.testing.assert_array_equal(inputs[key], y)
+    if key == "condition":  # The rest is the same code for both kinds of y.
+      continue
     pairs = tf.data.Dataset.from_tensor_slices((images, y)).batch(4)  # as_supervised
     by_pairs = model.evaluate(pairs, verbose=0, return_dict=True)
     if not api.implements(model, api.VariationalModel):  # Their evaluation draws noise.
@@ -218,8 +220,6 @@ def test_keras_targets_are_the_condition(name):
       assert by_pairs == pytest.approx(by_dict, rel=1e-5)  # numpy and tf.data round apart
       assert model.evaluate({"image": images, key: other}, batch_size=4, verbose=0,
                             return_dict=True) != pytest.approx(by_dict, rel=1e-3)
-    if key == "condition":  # The rest is the same code for both kinds of y.
-      continue
     model.fit(images, y, batch_size=4, verbose=0)
     with pytest.raises(ValueError, match=f"pass the {key}s once"):
       model.fit({"image": images, key: y}, y, batch_size=4, verbose=0)
