@@ -208,7 +208,8 @@ def test_keras_targets_are_the_condition(name):
     y = labels if key == "label" else np.eye(2, dtype=np.float32)[labels]
     other = 1 - y
     model.compile(optimizer=keras.optimizers.SGD(0.0))
-    inputs = model._checked_batch((tf.constant(images), tf.constant(y)))  # pylint: disable=protected-access
+    # pylint: disable-next=protected-access
+    inputs = model._checked_batch((tf.constant(images), tf.constant(y)))
     np.testing.assert_array_equal(inputs[key], y)
     if key == "condition":  # The rest is the same code for both kinds of y.
       continue
